@@ -1,0 +1,374 @@
+//! In-process, crypto-only FROST signing throughput: the baseline `sigil
+//! bench sign` compares a running cluster against.
+//!
+//! One thread plays every party. A DKG for the scheme and `t`-of-`n` shape
+//! of the benchmarked key runs once; then, until the time budget is spent,
+//! each iteration does exactly the cryptographic work of one cluster
+//! signature: every signer's round 1 (nonces, commitment) and round 2
+//! (signature share), each wrapped in a [`SecureSession`] (sender
+//! signatures with ECDSA P-256 identity keys like the nodes' certificate
+//! keys, HPKE for direct messages) and routed through a [`RoundRelay`], then
+//! the coordinator's [`SigningAggregator`] (share verification, aggregation,
+//! verification of the final signature). Nothing else: no gRPC, TLS,
+//! storage, key-share unsealing or participant certificate checks — those
+//! are what the cluster adds on top of this figure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use rand::rngs::OsRng;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use sigil_protocol::envelope::{
+    EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier, SecureSession,
+};
+use sigil_protocol::frost::{self, DkgOutput, KeyShare, SigningAggregator};
+use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
+use sigil_protocol::{NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
+
+/// Why the in-process baseline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("invalid benchmark parameters: {0}")]
+    Parameters(String),
+    #[error("protocol failed in-process: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("relay refused an in-process message: {0}")]
+    Relay(#[from] RelayError),
+    #[error("identity key generation failed")]
+    IdentityKey,
+    #[error("in-process {0} did not finish")]
+    Unfinished(&'static str),
+}
+
+/// What the baseline measured.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub scheme: Scheme,
+    pub threshold: u16,
+    pub participants: u16,
+    /// Signatures completed in the measured loop.
+    pub signatures: u64,
+    /// Wall time of the measured loop.
+    pub elapsed: Duration,
+}
+
+impl Baseline {
+    /// Signatures per second on one thread.
+    pub fn throughput(&self) -> f64 {
+        per_second(self.signatures, self.elapsed)
+    }
+
+    /// Mean time of one signature (all parties and the aggregator).
+    pub fn mean(&self) -> Duration {
+        match u32::try_from(self.signatures) {
+            Ok(n) if n > 0 => self.elapsed / n,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// `count / elapsed`, 0 for an empty interval.
+pub fn per_second(count: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
+
+/// A party's identity key: ECDSA P-256 / SHA-256, ASN.1 DER signatures, as
+/// the nodes sign protocol messages with their certificate keys.
+struct IdentityKey {
+    node: NodeId,
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+}
+
+impl IdentitySigner for IdentityKey {
+    fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    fn sign(&self, bytes: &[u8]) -> Vec<u8> {
+        // An empty signature never verifies: the run fails loudly at the peers.
+        self.key
+            .sign(&self.rng, bytes)
+            .map(|s| s.as_ref().to_vec())
+            .unwrap_or_default()
+    }
+}
+
+/// Every party's identity public key (uncompressed P-256 points).
+struct PeerKeys(BTreeMap<NodeId, Vec<u8>>);
+
+impl PeerVerifier for PeerKeys {
+    fn verify(&self, node: NodeId, bytes: &[u8], signature: &[u8]) -> bool {
+        self.0.get(&node).is_some_and(|key| {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
+                .verify(bytes, signature)
+                .is_ok()
+        })
+    }
+}
+
+/// The long-lived keys of an in-process cluster of `n` parties.
+struct Parties {
+    ids: Vec<NodeId>,
+    identities: BTreeMap<NodeId, Arc<IdentityKey>>,
+    verifier: Arc<PeerKeys>,
+    encryption: BTreeMap<NodeId, EncryptionKeypair>,
+}
+
+impl Parties {
+    fn new(n: u16) -> Result<Self, BaselineError> {
+        let rng = SystemRandom::new();
+        let mut ids = Vec::with_capacity(usize::from(n));
+        let mut identities = BTreeMap::new();
+        let mut public = BTreeMap::new();
+        let mut encryption = BTreeMap::new();
+        for i in 1..=n {
+            let id = NodeId::new(i)?;
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map_err(|_| BaselineError::IdentityKey)?;
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+                    .map_err(|_| BaselineError::IdentityKey)?;
+            public.insert(id, key.public_key().as_ref().to_vec());
+            identities.insert(
+                id,
+                Arc::new(IdentityKey {
+                    node: id,
+                    key,
+                    rng: rng.clone(),
+                }),
+            );
+            encryption.insert(id, EncryptionKeypair::generate(&mut OsRng));
+            ids.push(id);
+        }
+        Ok(Self {
+            ids,
+            identities,
+            verifier: Arc::new(PeerKeys(public)),
+            encryption,
+        })
+    }
+
+    /// Wraps `inner`, run by `me`, in the envelope the nodes use.
+    fn secure<P: Protocol>(&self, me: NodeId, inner: P) -> Result<SecureSession<P>, BaselineError> {
+        let (Some(identity), Some(keypair)) = (self.identities.get(&me), self.encryption.get(&me))
+        else {
+            return Err(BaselineError::Parameters(format!("{me} is not a party")));
+        };
+        let peers: BTreeMap<NodeId, EncryptionPublicKey> = self
+            .encryption
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, k)| (*id, k.public_key()))
+            .collect();
+        Ok(SecureSession::new(
+            inner,
+            identity.clone(),
+            self.verifier.clone(),
+            keypair.clone(),
+            peers,
+            &mut OsRng,
+        ))
+    }
+}
+
+fn random_session() -> SessionId {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    SessionId::from_bytes(bytes)
+}
+
+/// Every party's output and each round's deliveries (index 0: round 1).
+type Run<O> = (BTreeMap<NodeId, O>, Vec<Deliveries>);
+
+/// Drives every party's session to completion through the relay, round by
+/// round, as the coordinator's driver does.
+fn drive<P: Protocol>(
+    session: SessionId,
+    mut sessions: BTreeMap<NodeId, SecureSession<P>>,
+    what: &'static str,
+) -> Result<Run<P::Output>, BaselineError> {
+    let parties: Vec<NodeId> = sessions.keys().copied().collect();
+    let mut relay = RoundRelay::new(session, &parties)?;
+    for (&id, s) in sessions.iter_mut() {
+        relay.collect(id, 1, s.start()?)?;
+    }
+    let mut outputs = BTreeMap::new();
+    let mut rounds = Vec::new();
+    let mut round: u16 = 1;
+    loop {
+        let deliveries = relay.deliveries()?;
+        if outputs.len() == parties.len() {
+            rounds.push(deliveries);
+            return Ok((outputs, rounds));
+        }
+        // A protocol that never finishes must not spin forever.
+        if round > 8 {
+            return Err(BaselineError::Unfinished(what));
+        }
+        round += 1;
+        relay = RoundRelay::new(session, &parties)?;
+        let mut inbound = deliveries.inbound.clone();
+        for (&id, s) in sessions.iter_mut() {
+            let messages = match s.step(inbound.remove(&id).unwrap_or_default())? {
+                Transition::Continue(messages) => messages,
+                Transition::Finished { messages, output } => {
+                    outputs.insert(id, output);
+                    messages
+                }
+            };
+            relay.collect(id, round, messages)?;
+        }
+        rounds.push(deliveries);
+    }
+}
+
+/// A DKG among every party.
+fn dkg(
+    parties: &Parties,
+    scheme: Scheme,
+    threshold: u16,
+) -> Result<BTreeMap<NodeId, DkgOutput>, BaselineError> {
+    let session = random_session();
+    let mut sessions = BTreeMap::new();
+    for &me in &parties.ids {
+        let protocol = frost::new_dkg(scheme, session, me, &parties.ids, threshold, &mut OsRng)?;
+        sessions.insert(me, parties.secure(me, protocol)?);
+    }
+    Ok(drive(session, sessions, "DKG")?.0)
+}
+
+/// One signature by `signers`, aggregated and verified as the coordinator does.
+fn sign_once(
+    parties: &Parties,
+    scheme: Scheme,
+    signers: &[NodeId],
+    shares: &BTreeMap<NodeId, KeyShare>,
+    public_key_package: &[u8],
+    message: &[u8],
+) -> Result<Vec<u8>, BaselineError> {
+    let session = random_session();
+    let mut sessions = BTreeMap::new();
+    for &me in signers {
+        let share = shares
+            .get(&me)
+            .ok_or_else(|| BaselineError::Parameters(format!("no key share for {me}")))?;
+        let protocol = frost::new_signer(scheme, session, me, signers, share, message, &mut OsRng)?;
+        sessions.insert(me, parties.secure(me, protocol)?);
+    }
+    let (_, rounds) = drive(session, sessions, "signing")?;
+    let mut aggregator =
+        SigningAggregator::new(scheme, session, public_key_package, signers, message)?;
+    let (Some(round1), Some(round2)) = (rounds.first(), rounds.get(1)) else {
+        return Err(BaselineError::Unfinished("signing"));
+    };
+    aggregator.add_commitments(
+        round1
+            .broadcasts
+            .iter()
+            .map(|m| m.message.clone())
+            .collect(),
+    )?;
+    Ok(aggregator.aggregate(
+        round2
+            .to_coordinator
+            .iter()
+            .map(|m| m.message.clone())
+            .collect(),
+    )?)
+}
+
+/// Measures in-process signing throughput for `scheme` with a `threshold`-of-
+/// `participants` key and `message_size`-byte messages, for about `duration`
+/// (at least one signature) on the calling thread. Blocking: call it from a
+/// blocking task.
+pub fn run(
+    scheme: Scheme,
+    threshold: u16,
+    participants: u16,
+    message_size: usize,
+    duration: Duration,
+) -> Result<Baseline, BaselineError> {
+    if !Scheme::FROST.contains(&scheme) {
+        return Err(BaselineError::Parameters(format!(
+            "no in-process baseline for {scheme}"
+        )));
+    }
+    if threshold < 2 || threshold > participants {
+        return Err(BaselineError::Parameters(format!(
+            "threshold must be between 2 and the number of participants ({participants}), got {threshold}"
+        )));
+    }
+    if message_size == 0 {
+        return Err(BaselineError::Parameters(
+            "message size must be at least 1 byte".into(),
+        ));
+    }
+    let parties = Parties::new(participants)?;
+    let outputs = dkg(&parties, scheme, threshold)?;
+    let shares: BTreeMap<NodeId, KeyShare> = outputs
+        .iter()
+        .map(|(id, o)| (*id, o.key_share.clone()))
+        .collect();
+    let public_key_package = outputs
+        .values()
+        .next()
+        .map(|o| o.public_key_package.clone())
+        .ok_or(BaselineError::Unfinished("DKG"))?;
+    let signers = &parties.ids[..usize::from(threshold)];
+    let mut message = vec![0u8; message_size];
+
+    let started = Instant::now();
+    let mut signatures = 0u64;
+    loop {
+        OsRng.fill_bytes(&mut message);
+        sign_once(
+            &parties,
+            scheme,
+            signers,
+            &shares,
+            &public_key_package,
+            &message,
+        )?;
+        signatures += 1;
+        if started.elapsed() >= duration {
+            break;
+        }
+    }
+    Ok(Baseline {
+        scheme,
+        threshold,
+        participants,
+        signatures,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_signs_with_every_frost_scheme() {
+        for scheme in Scheme::FROST {
+            let b = run(scheme, 2, 3, 32, Duration::ZERO).expect("baseline");
+            assert_eq!(b.signatures, 1, "{scheme}");
+            assert!(b.throughput() > 0.0, "{scheme}");
+        }
+    }
+
+    #[test]
+    fn baseline_refuses_bad_parameters() {
+        assert!(run(Scheme::FrostSecp256k1, 1, 3, 32, Duration::ZERO).is_err());
+        assert!(run(Scheme::FrostSecp256k1, 4, 3, 32, Duration::ZERO).is_err());
+        assert!(run(Scheme::FrostSecp256k1, 2, 3, 0, Duration::ZERO).is_err());
+        assert!(run(Scheme::EcdsaSecp256k1, 2, 3, 32, Duration::ZERO).is_err());
+    }
+}

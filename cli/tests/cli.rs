@@ -1,0 +1,393 @@
+//! End-to-end tests of the `sigil` binary: a local cluster (coordinator and
+//! three nodes on ephemeral ports, real mTLS) runs in the test's runtime,
+//! and the built binary is run against its data directory with `--json`:
+//! key creation for every FROST scheme, signing, offline verification
+//! (valid and tampered), idempotent retries and the signing load generator.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use sigil_cli::local::{ClusterSpec, LocalCluster};
+
+struct Env {
+    cluster: LocalCluster,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let cluster = LocalCluster::start(ClusterSpec::new(&data_dir, 3))
+            .await
+            .expect("cluster starts");
+        Self {
+            cluster,
+            data_dir,
+            _dir: dir,
+        }
+    }
+
+    async fn sigil(&self, args: &[&str]) -> Output {
+        sigil(&self.data_dir, args).await
+    }
+
+    /// Runs a command that must succeed and print one JSON value.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.sigil(&all).await;
+        assert!(
+            out.status.success(),
+            "sigil {args:?} failed: {}",
+            describe(&out)
+        );
+        parse(&out)
+    }
+
+    async fn create_key(&self, scheme: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["key", "create", "--scheme", scheme, "--threshold", "2"];
+        args.extend_from_slice(extra);
+        self.json(&args).await
+    }
+
+    async fn stop(self) {
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Runs the `sigil` binary off the runtime's worker threads (the cluster
+/// serves on them meanwhile).
+async fn sigil(data_dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"));
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("SIGIL_DATA_DIR")
+        .env("SIGIL_LOG", "warn");
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run the sigil binary")
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn parse(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", describe(out)))
+}
+
+fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {field:?} in {v}"))
+}
+
+fn verify_args<'a>(
+    scheme: &'a str,
+    public_key: &'a str,
+    message_hex: &'a str,
+    signature: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "verify",
+        "--scheme",
+        scheme,
+        "--public-key",
+        public_key,
+        "--message-hex",
+        message_hex,
+        "--signature",
+        signature,
+    ]
+}
+
+/// Flips one bit in the middle of a hex string.
+fn tamper(hex_text: &str) -> String {
+    let mut bytes = hex::decode(hex_text).expect("hex");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    hex::encode(bytes)
+}
+
+async fn create_sign_verify(scheme: &str, key_len: usize, sig_len: usize, address: Option<&str>) {
+    let env = Env::start().await;
+    let key = env
+        .create_key(scheme, &["--nodes", "1,2,3", "--label", "cli test"])
+        .await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let public_key = str_field(&key, "public_key").to_owned();
+    assert_eq!(str_field(&key, "scheme"), scheme);
+    assert_eq!(key["threshold"], 2);
+    assert_eq!(key["participants"], serde_json::json!([1, 2, 3]));
+    assert_eq!(key["label"], "cli test");
+    assert_eq!(hex::decode(&public_key).expect("hex").len(), key_len);
+    if let Some(chain) = address {
+        assert!(key["addresses"][chain].is_string(), "{key}");
+    }
+
+    let message_hex = hex::encode(b"pay 1 unit to bob, invoice 42");
+    let signed = env
+        .json(&["sign", "--key", &key_id, "--message-hex", &message_hex])
+        .await;
+    let signature = str_field(&signed, "signature").to_owned();
+    assert_eq!(hex::decode(&signature).expect("hex").len(), sig_len);
+    assert_eq!(str_field(&signed, "public_key"), public_key);
+    assert_eq!(str_field(&signed, "scheme"), scheme);
+    assert_eq!(signed["signers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(signed["replayed"], false);
+    assert!(!str_field(&signed, "session_id").is_empty());
+    assert!(!str_field(&signed, "idempotency_key").is_empty());
+
+    // Valid, in JSON and in human form.
+    let args = verify_args(scheme, &public_key, &message_hex, &signature);
+    assert_eq!(env.json(&args).await, serde_json::json!({"valid": true}));
+    let out = env.sigil(&args).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "valid");
+
+    // A tampered signature, another message, another key: non-zero, valid: false.
+    let other_message = hex::encode(b"pay 2 units to bob, invoice 42");
+    let tampered_signature = tamper(&signature);
+    let tampered_key = tamper(&public_key);
+    for args in [
+        verify_args(scheme, &public_key, &message_hex, &tampered_signature),
+        verify_args(scheme, &public_key, &other_message, &signature),
+        verify_args(scheme, &tampered_key, &message_hex, &signature),
+    ] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(&args);
+        let out = env.sigil(&all).await;
+        assert!(!out.status.success(), "accepted: {}", describe(&out));
+        let v = parse(&out);
+        assert_eq!(v["valid"], false, "{v}");
+        assert!(!str_field(&v, "error").is_empty());
+        let out = env.sigil(&args).await;
+        assert!(!out.status.success(), "accepted: {}", describe(&out));
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not valid"),
+            "{}",
+            describe(&out)
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frost_secp256k1_key_create_sign_verify() {
+    create_sign_verify("frost-secp256k1", 33, 65, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frost_taproot_key_create_sign_verify() {
+    create_sign_verify("frost-taproot", 32, 64, Some("bitcoin")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frost_ed25519_key_create_sign_verify() {
+    create_sign_verify("frost-ed25519", 32, 64, Some("solana")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_with_the_same_idempotency_key_replays_the_signature() {
+    let env = Env::start().await;
+    let key = env.create_key("frost-secp256k1", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let file = env.data_dir.join("message.bin");
+    std::fs::write(&file, b"transfer #7, exactly once").expect("write message");
+    let file = file.to_string_lossy().into_owned();
+    let sign = [
+        "sign",
+        "--key",
+        &key_id,
+        "--message-file",
+        &file,
+        "--idempotency-key",
+        "order-7",
+    ];
+
+    let first = env.json(&sign).await;
+    let second = env.json(&sign).await;
+    assert_eq!(first["replayed"], false);
+    assert_eq!(second["replayed"], true);
+    assert_eq!(first["signature"], second["signature"]);
+    assert_eq!(first["session_id"], second["session_id"]);
+    assert_eq!(second["idempotency_key"], "order-7");
+
+    // The same idempotency key for another message is refused.
+    let out = env
+        .sigil(&[
+            "sign",
+            "--key",
+            &key_id,
+            "--message-hex",
+            "00",
+            "--idempotency-key",
+            "order-7",
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AlreadyExists"),
+        "{}",
+        describe(&out)
+    );
+
+    // Without --idempotency-key a fresh one is generated and printed.
+    let out = env
+        .sigil(&["sign", "--key", &key_id, "--message-hex", "0102"])
+        .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("idempotency key"), "{stdout}");
+    assert!(stdout.contains("signature"), "{stdout}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_sign_completes_every_request_and_measures_the_baseline() {
+    let env = Env::start().await;
+    let key = env.create_key("frost-secp256k1", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let report = env
+        .json(&[
+            "bench",
+            "sign",
+            "--key",
+            &key_id,
+            "--requests",
+            "20",
+            "--concurrency",
+            "4",
+            "--baseline-duration",
+            "200ms",
+        ])
+        .await;
+    let cluster = &report["cluster"];
+    assert_eq!(cluster["ok"], 20, "{report}");
+    assert_eq!(cluster["failed"], 0, "{report}");
+    assert_eq!(cluster["requests"], 20, "{report}");
+    assert!(cluster["throughput_rps"].as_f64() > Some(0.0), "{report}");
+    let latency = &cluster["latency_ms"];
+    for p in ["p50", "p95", "p99", "max"] {
+        assert!(latency[p].as_f64() > Some(0.0), "{report}");
+    }
+    assert!(
+        latency["p50"].as_f64() <= latency["p99"].as_f64(),
+        "{report}"
+    );
+    assert!(
+        latency["p99"].as_f64() <= latency["max"].as_f64(),
+        "{report}"
+    );
+    assert_eq!(report["scheme"], "frost-secp256k1");
+    assert_eq!(report["threshold"], 2);
+    assert_eq!(report["participants"], 3);
+    assert!(
+        report["in_process"]["signatures"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_sign_with_an_unknown_key_fails_clearly() {
+    let env = Env::start().await;
+    let out = env
+        .sigil(&["bench", "sign", "--key", "key-missing", "--requests", "1"])
+        .await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotFound"),
+        "{}",
+        describe(&out)
+    );
+    env.stop().await;
+}
+
+/// `verify` needs no cluster: signatures made by independent libraries
+/// verify, malformed input is refused with `valid: false`.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_works_offline_with_independent_signatures() {
+    use ed25519_dalek::Signer as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let no_cluster = dir.path().join("nothing-here");
+    let message = b"offline verification";
+    let message_hex = hex::encode(message);
+
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let ed_key = hex::encode(ed.verifying_key().to_bytes());
+    let ed_sig = hex::encode(ed.sign(message).to_bytes());
+
+    let schnorr = k256::schnorr::SigningKey::from_bytes(&[9u8; 32]).expect("key");
+    let tr_key = hex::encode(schnorr.verifying_key().to_bytes());
+    let tr_sig = hex::encode(
+        schnorr
+            .sign_raw(message, &[0u8; 32])
+            .expect("BIP-340 signature")
+            .to_bytes(),
+    );
+
+    for (scheme, key, sig) in [
+        ("frost-ed25519", &ed_key, &ed_sig),
+        ("frost-taproot", &tr_key, &tr_sig),
+    ] {
+        let mut args = vec!["--json"];
+        args.extend(verify_args(scheme, key, &message_hex, sig));
+        let out = sigil(&no_cluster, &args).await;
+        assert!(out.status.success(), "{scheme}: {}", describe(&out));
+        assert_eq!(parse(&out), serde_json::json!({"valid": true}));
+    }
+
+    // Wrong scheme for the key, bad hex, unknown scheme, truncated signature.
+    let truncated = &ed_sig[..ed_sig.len() - 2];
+    for args in [
+        verify_args("frost-taproot", &ed_key, &message_hex, &ed_sig),
+        verify_args("frost-ed25519", &ed_key, "zz", &ed_sig),
+        verify_args("frost-rsa", &ed_key, &message_hex, &ed_sig),
+        verify_args("frost-ed25519", &ed_key, &message_hex, truncated),
+        verify_args("ecdsa-secp256k1", &ed_key, &message_hex, &ed_sig),
+    ] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(&args);
+        let out = sigil(&no_cluster, &all).await;
+        assert!(
+            !out.status.success(),
+            "accepted {args:?}: {}",
+            describe(&out)
+        );
+        let v = parse(&out);
+        assert_eq!(v["valid"], false, "{v}");
+        assert!(!str_field(&v, "error").is_empty());
+    }
+
+    // Exactly one message source.
+    let out = sigil(
+        &no_cluster,
+        &[
+            "verify",
+            "--scheme",
+            "frost-ed25519",
+            "--public-key",
+            &ed_key,
+            "--signature",
+            &ed_sig,
+        ],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", describe(&out));
+}

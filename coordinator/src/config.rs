@@ -1,0 +1,116 @@
+//! Coordinator configuration: a TOML file overridden by `SIGIL_COORDINATOR_*`
+//! environment variables (nested keys with `__`). Relative paths are resolved
+//! against the config file's directory. See `deploy/coordinator.example.toml`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use sigil_tls::{TlsFiles, TrustDomain};
+
+use crate::CoordinatorError;
+use crate::roles::Role;
+
+/// A signer node the coordinator drives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEndpoint {
+    pub id: u16,
+    /// `host:port` of the node's gRPC server.
+    pub endpoint: String,
+    pub zone: String,
+}
+
+/// Roles granted to a client identity (`spiffe://<domain>/client/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientGrant {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub trust_domain: TrustDomain,
+    pub tls: TlsFiles,
+    /// SQLite database file.
+    pub database: PathBuf,
+    pub nodes: Vec<NodeEndpoint>,
+    #[serde(default)]
+    pub clients: Vec<ClientGrant>,
+    #[serde(default = "default_reload", with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
+    /// Deadline of one call to a node.
+    #[serde(default = "default_node_timeout", with = "humantime_serde")]
+    pub node_timeout: Duration,
+}
+
+fn default_reload() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_node_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl CoordinatorConfig {
+    pub fn load(path: &Path) -> Result<Self, CoordinatorError> {
+        let mut config: CoordinatorConfig = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Env::prefixed("SIGIL_COORDINATOR_").split("__"))
+            .extract()
+            .map_err(|e| CoordinatorError::Config(format!("{}: {e}", path.display())))?;
+        config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        for p in [
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.database,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        let err = |m: String| Err(CoordinatorError::Config(m));
+        if self.nodes.is_empty() {
+            return err("at least one node must be configured".into());
+        }
+        let mut ids = BTreeSet::new();
+        for n in &self.nodes {
+            if n.id == 0 {
+                return err("node ids must be ≥ 1".into());
+            }
+            if !ids.insert(n.id) {
+                return err(format!("node id {} is configured twice", n.id));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for c in &self.clients {
+            if !sigil_tls::identity::valid_name(&c.name) {
+                return err(format!(
+                    "invalid client name {:?} (use 1-64 of a-z 0-9 . _ -)",
+                    c.name
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return err(format!("client {:?} is configured twice", c.name));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Drives one protocol session across its nodes.
+//!
+//! The coordinator's part in every protocol is the same thin loop: open the
+//! session on every participant (relaying their verified identities), then
+//! for each round collect every node's output into a [`RoundRelay`], which
+//! validates sender, session, round and recipients, and deliver each node
+//! its inbound messages. The coordinator reads nothing but public
+//! broadcasts and messages addressed to it; direct messages are sealed to
+//! their recipient. Any failure aborts the session on every participant.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use sigil_proto::convert::{messages_from_wire, messages_to_wire};
+use sigil_proto::v1 as pb;
+use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
+use sigil_protocol::{NodeId, SessionId};
+use tonic::{Code, Status};
+
+use crate::nodes::{NodeConn, NodePool};
+
+/// Why a session did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriveError {
+    /// Nodes did not answer in time or could not be reached.
+    #[error("nodes {nodes:?} did not answer: {detail}")]
+    Unavailable { nodes: Vec<u16>, detail: String },
+    /// A node refused the request (not a protocol fault of another party).
+    #[error("node {node} refused: {code:?}: {message}")]
+    Refused {
+        node: u16,
+        code: Code,
+        message: String,
+    },
+    /// A node's protocol check failed and named culprits (possibly none).
+    #[error("node {reporter} aborted the protocol: {message}")]
+    Protocol {
+        reporter: u16,
+        culprits: Vec<u16>,
+        relay_suspected: bool,
+        message: String,
+    },
+    /// A node's output was malformed or misrouted.
+    #[error("invalid output from node(s) {culprits:?}: {message}")]
+    BadOutput { culprits: Vec<u16>, message: String },
+}
+
+impl DriveError {
+    /// Nodes to exclude from the next attempt.
+    pub fn culprits(&self) -> Vec<u16> {
+        match self {
+            Self::Protocol { culprits, .. } | Self::BadOutput { culprits, .. } => culprits.clone(),
+            Self::Unavailable { .. } | Self::Refused { .. } => Vec::new(),
+        }
+    }
+
+    fn from_relay(e: RelayError) -> Self {
+        Self::BadOutput {
+            culprits: e.culprits().iter().map(|n| n.get()).collect(),
+            message: e.to_string(),
+        }
+    }
+
+    fn from_status(node: u16, status: &Status) -> Self {
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+                Self::Unavailable {
+                    nodes: vec![node],
+                    detail: status.message().to_owned(),
+                }
+            }
+            Code::FailedPrecondition => {
+                let culprits = status
+                    .metadata()
+                    .get("sigil-culprits")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
+                    .unwrap_or_default();
+                let relay_suspected = status.metadata().get("sigil-relay-suspected").is_some();
+                Self::Protocol {
+                    reporter: node,
+                    culprits,
+                    relay_suspected,
+                    message: status.message().to_owned(),
+                }
+            }
+            code => Self::Refused {
+                node,
+                code,
+                message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
+/// Everything a finished session produced, round by round.
+#[derive(Debug, Default)]
+pub struct Transcript {
+    /// Deliveries of each round (index 0 = round 1).
+    pub rounds: Vec<Deliveries>,
+    /// Final output reported by each node, if any.
+    pub outputs: BTreeMap<u16, pb::SessionOutput>,
+}
+
+/// Combines the failures of one round: unavailable nodes first (they are
+/// named together), otherwise the first protocol failure.
+fn combine(errors: Vec<DriveError>) -> Option<DriveError> {
+    let mut unavailable = Vec::new();
+    let mut detail = String::new();
+    let mut other = None;
+    for e in errors {
+        match e {
+            DriveError::Unavailable { nodes, detail: d } => {
+                unavailable.extend(nodes);
+                detail = d;
+            }
+            e => {
+                other.get_or_insert(e);
+            }
+        }
+    }
+    if !unavailable.is_empty() {
+        unavailable.sort_unstable();
+        return Some(DriveError::Unavailable {
+            nodes: unavailable,
+            detail,
+        });
+    }
+    other
+}
+
+/// Runs a session of `steps` steps after the start among `nodes`.
+pub async fn drive(
+    pool: &NodePool,
+    nodes: &[NodeConn],
+    session: SessionId,
+    mut start: pb::StartSessionRequest,
+    steps: u16,
+    timeout: Duration,
+) -> Result<Transcript, DriveError> {
+    let ids: Vec<NodeId> = nodes
+        .iter()
+        .map(|n| NodeId::new(n.endpoint.id))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DriveError::BadOutput {
+            culprits: vec![],
+            message: e.to_string(),
+        })?;
+    start.session_id = session.as_bytes().to_vec();
+    start.participants = pool.identities(nodes).await?;
+    start.deadline_unix_ms = unix_ms() + timeout.as_millis() as u64 * u64::from(steps + 1);
+
+    let result = run(nodes, &ids, session, start, steps, timeout).await;
+    if result.is_err() {
+        abort_all(nodes, session, "session failed").await;
+    }
+    result
+}
+
+async fn run(
+    nodes: &[NodeConn],
+    ids: &[NodeId],
+    session: SessionId,
+    start: pb::StartSessionRequest,
+    steps: u16,
+    timeout: Duration,
+) -> Result<Transcript, DriveError> {
+    let calls = nodes.iter().map(|n| {
+        let mut client = n.client.clone();
+        let mut req = tonic::Request::new(start.clone());
+        req.set_timeout(timeout);
+        async move { (n.endpoint.id, client.start_session(req).await) }
+    });
+    let mut responses = collect(join_all(calls).await)?;
+    let mut transcript = Transcript::default();
+    for round in 1..=steps + 1 {
+        let mut relay = RoundRelay::new(session, ids).map_err(DriveError::from_relay)?;
+        for (node, resp) in std::mem::take(&mut responses) {
+            if resp.round != u32::from(round) || resp.session_id != session.as_bytes() {
+                return Err(DriveError::BadOutput {
+                    culprits: vec![node],
+                    message: format!(
+                        "answered for round {} of another or wrong session",
+                        resp.round
+                    ),
+                });
+            }
+            let messages =
+                messages_from_wire(resp.messages).map_err(|e| DriveError::BadOutput {
+                    culprits: vec![node],
+                    message: e.to_string(),
+                })?;
+            let id = NodeId::new(node).map_err(|e| DriveError::BadOutput {
+                culprits: vec![node],
+                message: e.to_string(),
+            })?;
+            relay
+                .collect(id, round, messages)
+                .map_err(DriveError::from_relay)?;
+            if let Some(out) = resp.output {
+                transcript.outputs.insert(node, out);
+            }
+        }
+        let deliveries = relay.deliveries().map_err(DriveError::from_relay)?;
+        if round == steps + 1 {
+            transcript.rounds.push(deliveries);
+            break;
+        }
+        let calls = nodes.iter().map(|n| {
+            let mut client = n.client.clone();
+            let inbound = NodeId::new(n.endpoint.id)
+                .ok()
+                .and_then(|id| deliveries.inbound.get(&id))
+                .map(|m| messages_to_wire(m))
+                .unwrap_or_default();
+            let mut req = tonic::Request::new(pb::StepRequest {
+                session_id: session.as_bytes().to_vec(),
+                round: u32::from(round),
+                messages: inbound,
+            });
+            req.set_timeout(timeout);
+            async move { (n.endpoint.id, client.step(req).await) }
+        });
+        responses = collect(join_all(calls).await)?;
+        transcript.rounds.push(deliveries);
+    }
+    Ok(transcript)
+}
+
+fn collect(
+    results: Vec<(u16, Result<tonic::Response<pb::StepResponse>, Status>)>,
+) -> Result<Vec<(u16, pb::StepResponse)>, DriveError> {
+    let mut ok = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (node, r) in results {
+        match r {
+            Ok(resp) => ok.push((node, resp.into_inner())),
+            Err(status) => errors.push(DriveError::from_status(node, &status)),
+        }
+    }
+    match combine(errors) {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
+}
+
+async fn abort_all(nodes: &[NodeConn], session: SessionId, reason: &str) {
+    let calls = nodes.iter().map(|n| {
+        let mut client = n.client.clone();
+        let mut req = tonic::Request::new(pb::AbortSessionRequest {
+            session_id: session.as_bytes().to_vec(),
+            reason: reason.to_owned(),
+        });
+        req.set_timeout(Duration::from_secs(2));
+        async move {
+            let _ = client.abort_session(req).await;
+        }
+    });
+    join_all(calls).await;
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

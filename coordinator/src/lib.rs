@@ -1,0 +1,26 @@
+//! The Sigil coordinator.
+//!
+//! The coordinator serves clients (payment services, security operations,
+//! auditors) and runs threshold protocols by relaying messages between
+//! signer nodes. It holds public data only: key metadata, idempotency
+//! records, audit records. It cannot read shares or the secret messages
+//! nodes exchange, and nodes re-check everything it asks of them.
+//!
+//! Layout: [`config`], [`roles`] (client identity → role → methods),
+//! [`store`] (coordinator storage behind a trait, SQLite by default),
+//! [`nodes`] (mTLS channels to the nodes and their health), [`service`]
+//! (the client-facing gRPC services) and [`server`].
+
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod nodes;
+pub mod ops;
+pub mod roles;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use config::CoordinatorConfig;
+pub use error::CoordinatorError;
+pub use server::{CoordinatorHandle, CoordinatorServer};

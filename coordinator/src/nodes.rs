@@ -1,0 +1,244 @@
+//! The coordinator's view of the signer nodes: one lazily connected mTLS
+//! channel per configured node (verifying the node's `node/<id>` identity),
+//! and concurrent health probes with a deadline.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sigil_proto::v1 as pb;
+use sigil_proto::v1::node_client::NodeClient;
+use sigil_tls::client::{DialOptions, channel};
+use sigil_tls::{Identity, ReloadableTls};
+use tonic::transport::Channel;
+
+use crate::CoordinatorError;
+use crate::config::NodeEndpoint;
+use crate::driver::DriveError;
+
+/// A configured node and its client.
+#[derive(Clone, Debug)]
+pub struct NodeConn {
+    pub endpoint: NodeEndpoint,
+    pub client: NodeClient<Channel>,
+}
+
+/// How long a fetched node identity is reused before it is fetched again.
+const IDENTITY_TTL: Duration = Duration::from_secs(60);
+/// How long a node that failed to answer is tried last.
+const DOWN_PENALTY: Duration = Duration::from_secs(10);
+
+/// Every configured node.
+#[derive(Debug)]
+pub struct NodePool {
+    nodes: Vec<NodeConn>,
+    timeout: Duration,
+    identities: Mutex<HashMap<u16, (Instant, pb::NodeIdentity)>>,
+    down: Mutex<HashMap<u16, Instant>>,
+    rotation: AtomicUsize,
+}
+
+impl NodePool {
+    pub fn new(
+        nodes: &[NodeEndpoint],
+        tls: Arc<ReloadableTls>,
+        timeout: Duration,
+    ) -> Result<Self, CoordinatorError> {
+        let opts = DialOptions {
+            connect_timeout: timeout,
+            request_timeout: Some(timeout),
+        };
+        let nodes = nodes
+            .iter()
+            .map(|n| {
+                let ch = channel(&n.endpoint, Identity::Node(n.id), tls.clone(), &opts)?;
+                Ok(NodeConn {
+                    endpoint: n.clone(),
+                    client: NodeClient::new(ch),
+                })
+            })
+            .collect::<Result<_, CoordinatorError>>()?;
+        Ok(Self {
+            nodes,
+            timeout,
+            identities: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
+            rotation: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Remembers that `nodes` failed to answer, so quorums try them last for a while.
+    pub fn mark_down(&self, nodes: &[u16]) {
+        let until = Instant::now() + DOWN_PENALTY;
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        for n in nodes {
+            down.insert(*n, until);
+        }
+        let mut ids = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+        for n in nodes {
+            ids.remove(n);
+        }
+    }
+
+    fn recently_down(&self, node: u16) -> bool {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.get(&node).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Chooses `threshold` nodes among `participants`, skipping `exclude`:
+    /// nodes that answered recently first, then distinct zones first, rotating
+    /// the starting point so load spreads. Returns the nodes that could not
+    /// be used when fewer than `threshold` remain.
+    pub fn select_quorum(
+        &self,
+        participants: &[u16],
+        threshold: usize,
+        exclude: &BTreeSet<u16>,
+    ) -> Result<Vec<NodeConn>, Vec<u16>> {
+        let mut candidates: Vec<&NodeConn> = participants
+            .iter()
+            .filter(|id| !exclude.contains(id))
+            .filter_map(|id| self.get(*id))
+            .collect();
+        if candidates.len() < threshold {
+            let usable: BTreeSet<u16> = candidates.iter().map(|n| n.endpoint.id).collect();
+            return Err(participants
+                .iter()
+                .copied()
+                .filter(|p| !usable.contains(p))
+                .collect());
+        }
+        let shift = self.rotation.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        candidates.rotate_left(shift);
+        candidates.sort_by_key(|n| self.recently_down(n.endpoint.id));
+        let mut chosen: Vec<NodeConn> = Vec::with_capacity(threshold);
+        let mut zones = BTreeSet::new();
+        for n in &candidates {
+            if chosen.len() < threshold && zones.insert(n.endpoint.zone.clone()) {
+                chosen.push((*n).clone());
+            }
+        }
+        for n in &candidates {
+            if chosen.len() < threshold && !chosen.iter().any(|c| c.endpoint.id == n.endpoint.id) {
+                chosen.push((*n).clone());
+            }
+        }
+        chosen.sort_by_key(|n| n.endpoint.id);
+        Ok(chosen)
+    }
+
+    /// The relayed identities of `nodes` (cached for a minute).
+    pub async fn identities(
+        &self,
+        nodes: &[NodeConn],
+    ) -> Result<Vec<pb::NodeIdentity>, DriveError> {
+        let now = Instant::now();
+        let cached: HashMap<u16, pb::NodeIdentity> = {
+            let ids = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter(|(_, (at, _))| now.duration_since(*at) < IDENTITY_TTL)
+                .map(|(k, (_, v))| (*k, v.clone()))
+                .collect()
+        };
+        let fetches = nodes.iter().map(|n| {
+            let cached = cached.get(&n.endpoint.id).cloned();
+            let mut client = n.client.clone();
+            let timeout = self.timeout;
+            async move {
+                if let Some(c) = cached {
+                    return (n.endpoint.id, Ok(c));
+                }
+                let mut req = tonic::Request::new(pb::GetInfoRequest {});
+                req.set_timeout(timeout);
+                let r = client
+                    .get_info(req)
+                    .await
+                    .map_err(|s| s.message().to_owned())
+                    .and_then(|info| {
+                        info.into_inner()
+                            .identity
+                            .filter(|i| i.node_id == u32::from(n.endpoint.id))
+                            .ok_or_else(|| "node reported no or another identity".to_owned())
+                    });
+                (n.endpoint.id, r)
+            }
+        });
+        let mut out = Vec::with_capacity(nodes.len());
+        let mut failed = Vec::new();
+        let mut detail = String::new();
+        for (id, r) in futures::future::join_all(fetches).await {
+            match r {
+                Ok(identity) => {
+                    self.identities
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(id)
+                        .or_insert_with(|| (now, identity.clone()));
+                    out.push(identity);
+                }
+                Err(e) => {
+                    failed.push(id);
+                    detail = e;
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(out)
+        } else {
+            self.mark_down(&failed);
+            Err(DriveError::Unavailable {
+                nodes: failed,
+                detail,
+            })
+        }
+    }
+
+    pub fn nodes(&self) -> &[NodeConn] {
+        &self.nodes
+    }
+
+    pub fn get(&self, id: u16) -> Option<&NodeConn> {
+        self.nodes.iter().find(|n| n.endpoint.id == id)
+    }
+
+    /// Probes every node concurrently (GetInfo under the node deadline).
+    pub async fn status(&self) -> Vec<pb::NodeStatus> {
+        let probes = self.nodes.iter().map(|n| {
+            let mut client = n.client.clone();
+            let timeout = self.timeout;
+            async move {
+                let mut req = tonic::Request::new(pb::GetInfoRequest {});
+                req.set_timeout(timeout);
+                let (healthy, version, detail) = match client.get_info(req).await {
+                    Ok(info) if info.get_ref().node_id == u32::from(n.endpoint.id) => {
+                        (true, info.into_inner().version, String::new())
+                    }
+                    Ok(info) => (
+                        false,
+                        String::new(),
+                        format!("node reports id {}", info.get_ref().node_id),
+                    ),
+                    Err(status) => (
+                        false,
+                        String::new(),
+                        format!("{:?}: {}", status.code(), status.message()),
+                    ),
+                };
+                pb::NodeStatus {
+                    node_id: u32::from(n.endpoint.id),
+                    endpoint: n.endpoint.endpoint.clone(),
+                    zone: n.endpoint.zone.clone(),
+                    healthy,
+                    version,
+                    detail,
+                }
+            }
+        });
+        futures::future::join_all(probes).await
+    }
+}

@@ -1,0 +1,648 @@
+//! The coordinator's operations behind the gRPC handlers: creating a key by
+//! distributed key generation, and signing with a quorum of its nodes.
+//!
+//! Signing is idempotent per (requester, idempotency key), prefers quorums
+//! across distinct zones, verifies the aggregate signature before returning
+//! it, and when a node misbehaves (a bad share, a malformed message) records
+//! it and retries once with a quorum that excludes it. Nodes that do not
+//! answer are excluded too; when fewer than the threshold remain, the
+//! request fails `UNAVAILABLE`, naming the nodes it waited on.
+
+use std::collections::BTreeSet;
+
+use prost::Message as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sigil_proto::convert::{scheme_from_wire, scheme_to_wire};
+use sigil_proto::v1 as pb;
+use sigil_protocol::frost::{self, SigningAggregator};
+use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
+
+use crate::CoordinatorError;
+use crate::driver::{DriveError, drive};
+use crate::service::Coordinator;
+use crate::store::{KeyRecord, Misbehaviour, SignClaim};
+
+/// Largest message accepted for signing.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// How long an unfinished idempotency claim blocks a retry (a crashed coordinator's).
+const STALE_CLAIM_SECS: i64 = 120;
+/// Signing attempts per request (the first, plus retries after unavailable or misbehaving nodes).
+const MAX_ATTEMPTS: usize = 3;
+
+fn random_session() -> SessionId {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    SessionId::from_bytes(b)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn invalid(e: ProtocolError) -> CoordinatorError {
+    CoordinatorError::InvalidRequest(e.to_string())
+}
+
+/// Key ids and idempotency keys: 1-128 printable ASCII without spaces.
+fn valid_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// What one signing attempt ended with.
+enum Attempt {
+    Signed {
+        signature: Vec<u8>,
+        signers: Vec<u16>,
+        session: SessionId,
+    },
+    /// Exclude these nodes and try again.
+    Exclude {
+        nodes: Vec<u16>,
+        misbehaved: bool,
+        reason: String,
+    },
+    Fatal(CoordinatorError),
+}
+
+impl Coordinator {
+    /// Runs a DKG among the requested nodes and records the new key.
+    pub async fn create_key(
+        &self,
+        req: pb::CreateKeyRequest,
+    ) -> Result<KeyRecord, CoordinatorError> {
+        let scheme = scheme_from_wire(req.scheme).map_err(invalid)?;
+        if !Scheme::FROST.contains(&scheme) {
+            return Err(CoordinatorError::Unimplemented(format!(
+                "{scheme} keys are not supported yet"
+            )));
+        }
+        let mut ids: Vec<u16> = if req.nodes.is_empty() {
+            self.nodes.nodes().iter().map(|n| n.endpoint.id).collect()
+        } else {
+            req.nodes
+                .iter()
+                .map(|&n| {
+                    u16::try_from(n).map_err(|_| {
+                        CoordinatorError::InvalidRequest(format!("node id {n} out of range"))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(CoordinatorError::InvalidRequest(
+                "a node is listed twice".into(),
+            ));
+        }
+        let conns = ids
+            .iter()
+            .map(|id| {
+                self.nodes.get(*id).cloned().ok_or_else(|| {
+                    CoordinatorError::InvalidRequest(format!("node {id} is not configured"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let threshold = u16::try_from(req.threshold)
+            .map_err(|_| CoordinatorError::InvalidRequest("threshold out of range".into()))?;
+        if threshold < 2 || usize::from(threshold) > ids.len() {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "threshold must be between 2 and the number of nodes ({}), got {threshold}",
+                ids.len()
+            )));
+        }
+        let key_id = format!("key-{}", uuid::Uuid::new_v4().simple());
+        let session = random_session();
+        let start = pb::StartSessionRequest {
+            request_id: key_id.clone(),
+            kind: Some(pb::start_session_request::Kind::Dkg(pb::DkgSession {
+                key_id: key_id.clone(),
+                scheme: scheme_to_wire(scheme) as i32,
+                threshold: u32::from(threshold),
+            })),
+            ..Default::default()
+        };
+        tracing::info!(%key_id, %scheme, threshold, nodes = ?ids, session = %session, "creating key");
+        let transcript = drive(&self.nodes, &conns, session, start, 2, self.nodes.timeout())
+            .await
+            .map_err(|e| self.drive_failure("key creation", &key_id, session, e))?;
+
+        // Every node must report the same group key and public key package.
+        let mut agreed: Option<pb::DkgOutput> = None;
+        for id in &ids {
+            let out = match transcript.outputs.get(id).and_then(|o| o.output.clone()) {
+                Some(pb::session_output::Output::Dkg(d)) => d,
+                None => {
+                    return Err(CoordinatorError::Aborted(format!(
+                        "node {id} reported no key after the DKG"
+                    )));
+                }
+            };
+            match &agreed {
+                None => agreed = Some(out),
+                Some(a) if *a == out => {}
+                Some(_) => {
+                    return Err(CoordinatorError::Aborted(format!(
+                        "node {id} reports a different group key; key not created"
+                    )));
+                }
+            }
+        }
+        let out = agreed.ok_or_else(|| CoordinatorError::Aborted("no DKG output".into()))?;
+        let record = KeyRecord {
+            key_id: key_id.clone(),
+            scheme: scheme.name().to_owned(),
+            threshold,
+            participants: ids,
+            public_key: out.public_key,
+            public_key_package: out.public_key_package,
+            epoch: 0,
+            label: req.label,
+            created_at: now_rfc3339(),
+        };
+        self.commit_on_nodes(&conns, &key_id, &record.public_key_package)
+            .await?;
+        self.store.insert_key(&record).await?;
+        tracing::info!(%key_id, public_key = %hex::encode(&record.public_key), "key created");
+        Ok(record)
+    }
+
+    /// Signs `req` for `requester`, idempotently.
+    pub async fn sign(
+        &self,
+        requester: &str,
+        req: pb::SignRequest,
+    ) -> Result<pb::SignResponse, CoordinatorError> {
+        if !valid_token(&req.idempotency_key) {
+            return Err(CoordinatorError::InvalidRequest(
+                "idempotency_key is required (1-128 printable characters)".into(),
+            ));
+        }
+        if req.message.is_empty() || req.message.len() > MAX_MESSAGE_LEN {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "message must be 1 to {MAX_MESSAGE_LEN} bytes"
+            )));
+        }
+        let key = self.key(&req.key_id).await?;
+        let scheme: Scheme = key.scheme.parse().map_err(invalid)?;
+        if !req.derivation_path.is_empty() {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "{scheme} keys have no derivation paths"
+            )));
+        }
+        if req.encoding != pb::MessageEncoding::Raw as i32 {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "{scheme} signs the message as given; use encoding RAW"
+            )));
+        }
+        let digest = request_digest(&req);
+        match self
+            .store
+            .claim_sign(
+                requester,
+                &req.idempotency_key,
+                &key.key_id,
+                &digest,
+                STALE_CLAIM_SECS,
+            )
+            .await?
+        {
+            SignClaim::New => {}
+            SignClaim::Done(bytes) => {
+                let mut resp = pb::SignResponse::decode(bytes.as_slice()).map_err(|e| {
+                    CoordinatorError::Config(format!("stored response undecodable: {e}"))
+                })?;
+                resp.replayed = true;
+                return Ok(resp);
+            }
+            SignClaim::Conflict => {
+                return Err(CoordinatorError::AlreadyExists(
+                    "idempotency_key was already used for a different request".into(),
+                ));
+            }
+            SignClaim::InProgress => {
+                return Err(CoordinatorError::Aborted(
+                    "a request with this idempotency_key is in progress; retry later".into(),
+                ));
+            }
+        }
+        let result = self.sign_with_retries(&key, scheme, &req).await;
+        match result {
+            Ok(resp) => {
+                self.store
+                    .finish_sign(requester, &req.idempotency_key, &resp.encode_to_vec())
+                    .await?;
+                Ok(resp)
+            }
+            Err(e) => {
+                if let Err(release) = self
+                    .store
+                    .release_sign(requester, &req.idempotency_key)
+                    .await
+                {
+                    tracing::error!(error = %release, "could not release idempotency claim");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn sign_with_retries(
+        &self,
+        key: &KeyRecord,
+        scheme: Scheme,
+        req: &pb::SignRequest,
+    ) -> Result<pb::SignResponse, CoordinatorError> {
+        // Nodes a protocol named as cheaters stay out of this key's quorums
+        // until an operator clears them.
+        let standing: BTreeSet<u16> = self
+            .store
+            .list_exclusions(Some(&key.key_id))
+            .await?
+            .into_iter()
+            .map(|m| m.node_id)
+            .collect();
+        let mut excluded = standing.clone();
+        let mut culprits = BTreeSet::new();
+        let mut retried_after_misbehaviour = false;
+        let mut last_reason = String::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let quorum = match self.nodes.select_quorum(
+                &key.participants,
+                usize::from(key.threshold),
+                &excluded,
+            ) {
+                Ok(q) => q,
+                Err(_) if !culprits.is_empty() => {
+                    return Err(CoordinatorError::Misbehaviour {
+                        culprits: culprits.into_iter().collect(),
+                        message: format!("no honest quorum remains: {last_reason}"),
+                    });
+                }
+                Err(unusable) => {
+                    let barred: Vec<u16> = unusable
+                        .iter()
+                        .copied()
+                        .filter(|n| standing.contains(n))
+                        .collect();
+                    let barred = if barred.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; nodes {barred:?} are excluded after misbehaviour until an operator clears them")
+                    };
+                    return Err(CoordinatorError::Unavailable(format!(
+                        "fewer than {} of the key's nodes can sign; waited on nodes {unusable:?} ({last_reason}){barred}",
+                        key.threshold
+                    )));
+                }
+            };
+            match self.sign_attempt(key, scheme, &quorum, req).await {
+                Attempt::Signed {
+                    signature,
+                    signers,
+                    session,
+                } => {
+                    return Ok(pb::SignResponse {
+                        signature,
+                        public_key: key.public_key.clone(),
+                        scheme: scheme_to_wire(scheme) as i32,
+                        recovery_id: 0,
+                        session_id: session.to_string(),
+                        signers: signers.into_iter().map(u32::from).collect(),
+                        replayed: false,
+                    });
+                }
+                Attempt::Exclude {
+                    nodes,
+                    misbehaved,
+                    reason,
+                } => {
+                    if misbehaved {
+                        culprits.extend(nodes.iter().copied());
+                        if retried_after_misbehaviour {
+                            return Err(CoordinatorError::Misbehaviour {
+                                culprits: culprits.into_iter().collect(),
+                                message: reason,
+                            });
+                        }
+                        retried_after_misbehaviour = true;
+                    }
+                    excluded.extend(nodes);
+                    last_reason = reason;
+                }
+                Attempt::Fatal(e) => return Err(e),
+            }
+        }
+        Err(CoordinatorError::Unavailable(format!(
+            "signing did not complete after {MAX_ATTEMPTS} attempts: {last_reason}"
+        )))
+    }
+
+    async fn sign_attempt(
+        &self,
+        key: &KeyRecord,
+        scheme: Scheme,
+        quorum: &[crate::nodes::NodeConn],
+        req: &pb::SignRequest,
+    ) -> Attempt {
+        let session = random_session();
+        let signers: Vec<u16> = quorum.iter().map(|n| n.endpoint.id).collect();
+        let ids: Vec<NodeId> = match signers.iter().map(|s| NodeId::new(*s)).collect() {
+            Ok(ids) => ids,
+            Err(e) => return Attempt::Fatal(invalid(e)),
+        };
+        let start = pb::StartSessionRequest {
+            request_id: req.idempotency_key.clone(),
+            kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
+                key_id: key.key_id.clone(),
+                epoch: key.epoch,
+                message: req.message.clone(),
+                derivation_path: String::new(),
+                authorization: None,
+                encoding: pb::MessageEncoding::Raw as i32,
+            })),
+            ..Default::default()
+        };
+        let transcript =
+            match drive(&self.nodes, quorum, session, start, 1, self.nodes.timeout()).await {
+                Ok(t) => t,
+                Err(e) => return self.attempt_failure(&key.key_id, session, e),
+            };
+        let mut aggregator = match SigningAggregator::new(
+            scheme,
+            session,
+            &key.public_key_package,
+            &ids,
+            &req.message,
+        ) {
+            Ok(a) => a,
+            Err(e) => return Attempt::Fatal(CoordinatorError::Config(format!("aggregator: {e}"))),
+        };
+        let commitments = transcript
+            .rounds
+            .first()
+            .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
+            .unwrap_or_default();
+        let shares = transcript
+            .rounds
+            .get(1)
+            .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
+            .unwrap_or_default();
+        let result = aggregator
+            .add_commitments(commitments)
+            .and_then(|()| aggregator.aggregate(shares));
+        match result {
+            Ok(signature) => {
+                tracing::info!(key_id = %key.key_id, session = %session, signers = ?signers, "signature issued");
+                Attempt::Signed {
+                    signature,
+                    signers,
+                    session,
+                }
+            }
+            Err(e) => {
+                let culprits: Vec<u16> = e.culprits().iter().map(|c| c.get()).collect();
+                self.record_culprits(&key.key_id, session, &culprits, &e.to_string())
+                    .await;
+                if culprits.is_empty() {
+                    Attempt::Fatal(CoordinatorError::Aborted(format!("signing failed: {e}")))
+                } else {
+                    Attempt::Exclude {
+                        nodes: culprits,
+                        misbehaved: true,
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+    }
+
+    fn attempt_failure(&self, key_id: &str, session: SessionId, e: DriveError) -> Attempt {
+        match e {
+            DriveError::Unavailable { nodes, detail } => {
+                self.nodes.mark_down(&nodes);
+                tracing::warn!(%key_id, %session, ?nodes, %detail, "nodes unavailable; retrying without them");
+                Attempt::Exclude {
+                    reason: format!("nodes {nodes:?} unavailable: {detail}"),
+                    nodes,
+                    misbehaved: false,
+                }
+            }
+            DriveError::Refused {
+                node,
+                code,
+                message,
+            } => {
+                tracing::warn!(%key_id, %session, node, ?code, %message, "node refused; retrying without it");
+                Attempt::Exclude {
+                    nodes: vec![node],
+                    misbehaved: false,
+                    reason: format!("node {node} refused: {message}"),
+                }
+            }
+            e => {
+                let culprits = e.culprits();
+                let reason = e.to_string();
+                let recorded = self.record_culprits_later(key_id, session, &culprits, &reason);
+                tokio::spawn(recorded);
+                if culprits.is_empty() {
+                    Attempt::Fatal(CoordinatorError::Aborted(format!(
+                        "signing failed: {reason}"
+                    )))
+                } else {
+                    Attempt::Exclude {
+                        nodes: culprits,
+                        misbehaved: true,
+                        reason,
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_culprits_later(
+        &self,
+        key_id: &str,
+        session: SessionId,
+        culprits: &[u16],
+        reason: &str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let store = self.store.clone();
+        let records: Vec<Misbehaviour> = culprits
+            .iter()
+            .map(|c| Misbehaviour {
+                node_id: *c,
+                key_id: key_id.to_owned(),
+                session_id: session.to_string(),
+                reason: reason.to_owned(),
+                created_at: now_rfc3339(),
+            })
+            .collect();
+        async move {
+            for m in records {
+                tracing::warn!(node = m.node_id, key_id = %m.key_id, session = %m.session_id, reason = %m.reason, "node misbehaved");
+                if let Err(e) = store.record_misbehaviour(&m).await {
+                    tracing::error!(error = %e, "could not record misbehaviour");
+                }
+            }
+        }
+    }
+
+    async fn record_culprits(
+        &self,
+        key_id: &str,
+        session: SessionId,
+        culprits: &[u16],
+        reason: &str,
+    ) {
+        self.record_culprits_later(key_id, session, culprits, reason)
+            .await;
+    }
+
+    fn drive_failure(
+        &self,
+        what: &str,
+        key_id: &str,
+        session: SessionId,
+        e: DriveError,
+    ) -> CoordinatorError {
+        tracing::warn!(%key_id, %session, error = %e, "{what} failed");
+        match e {
+            DriveError::Unavailable { nodes, detail } => {
+                self.nodes.mark_down(&nodes);
+                CoordinatorError::Unavailable(format!(
+                    "{what} needs every participant; nodes {nodes:?} did not answer: {detail}"
+                ))
+            }
+            DriveError::Refused { node, message, .. } => {
+                CoordinatorError::Aborted(format!("node {node} refused {what}: {message}"))
+            }
+            e => {
+                let culprits = e.culprits();
+                tokio::spawn(self.record_culprits_later(
+                    key_id,
+                    session,
+                    &culprits,
+                    &e.to_string(),
+                ));
+                CoordinatorError::Misbehaviour {
+                    culprits,
+                    message: format!("{what} aborted: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Promotes the DKG output to current on every participant (idempotent on the nodes).
+    async fn commit_on_nodes(
+        &self,
+        conns: &[crate::nodes::NodeConn],
+        key_id: &str,
+        package: &[u8],
+    ) -> Result<(), CoordinatorError> {
+        let digest = Sha256::digest(package).to_vec();
+        let calls = conns.iter().map(|n| {
+            let mut client = n.client.clone();
+            let mut req = tonic::Request::new(pb::CommitKeyRequest {
+                key_id: key_id.to_owned(),
+                epoch: 0,
+                public_key_package_sha256: digest.clone(),
+            });
+            req.set_timeout(self.nodes.timeout());
+            async move { (n.endpoint.id, client.commit_key(req).await) }
+        });
+        let failed: Vec<String> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(|(id, r)| r.err().map(|s| format!("node {id}: {}", s.message())))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(CoordinatorError::Unavailable(format!(
+                "key {key_id} not committed on every node: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
+    /// Lets `node_id` sign with `key_id` again after an operator investigated it.
+    pub async fn clear_exclusion(
+        &self,
+        operator: &str,
+        key_id: &str,
+        node_id: u32,
+        reason: &str,
+    ) -> Result<u32, CoordinatorError> {
+        let key = self.key(key_id).await?;
+        let node = u16::try_from(node_id)
+            .ok()
+            .filter(|n| key.participants.contains(n))
+            .ok_or_else(|| {
+                CoordinatorError::InvalidRequest(format!(
+                    "node {node_id} holds no share of key {key_id}"
+                ))
+            })?;
+        if reason.trim().is_empty() {
+            return Err(CoordinatorError::InvalidRequest(
+                "a reason is required to clear an exclusion".into(),
+            ));
+        }
+        let cleared = self
+            .store
+            .clear_exclusion(key_id, node, reason, &now_rfc3339())
+            .await?;
+        tracing::warn!(%operator, %key_id, node, %reason, cleared, "exclusion cleared");
+        Ok(u32::try_from(cleared).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) async fn key(&self, key_id: &str) -> Result<KeyRecord, CoordinatorError> {
+        if !valid_token(key_id) {
+            return Err(CoordinatorError::InvalidRequest(
+                "key_id is required".into(),
+            ));
+        }
+        self.store
+            .get_key(key_id)
+            .await?
+            .ok_or_else(|| CoordinatorError::NotFound(format!("key {key_id}")))
+    }
+}
+
+/// Binds an idempotency key to exactly one request.
+fn request_digest(req: &pb::SignRequest) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"sigil/v1/sign-request");
+    for part in [
+        req.key_id.as_bytes(),
+        &req.message,
+        req.derivation_path.as_bytes(),
+        &req.authorization,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update(req.encoding.to_be_bytes());
+    h.finalize().to_vec()
+}
+
+/// Chain addresses of a key, by chain name.
+pub fn addresses(scheme: &str, public_key: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    match scheme.parse::<Scheme>() {
+        Ok(Scheme::FrostTaproot) => {
+            if let Ok(a) = frost::taproot_address(public_key, frost::BitcoinNetwork::Mainnet) {
+                out.insert("bitcoin".to_owned(), a);
+            }
+        }
+        Ok(Scheme::FrostEd25519) => {
+            if let Ok(a) = frost::solana_address(public_key) {
+                out.insert("solana".to_owned(), a);
+            }
+        }
+        _ => {}
+    }
+    out
+}

@@ -1,0 +1,126 @@
+//! The coordinator's gRPC server: mTLS listener, role-based authorization,
+//! health checking, server reflection (so `grpcurl` can explore it) and
+//! graceful shutdown, in the `run(listener, shutdown)` shape.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sigil_proto::v1::audit_server::AuditServer;
+use sigil_proto::v1::key_admin_server::KeyAdminServer;
+use sigil_proto::v1::signing_server::SigningServer;
+use sigil_tls::authz::AuthzLayer;
+use sigil_tls::server::{AcceptOptions, incoming};
+use sigil_tls::{ConnectionEvent, Identity, ReloadableTls};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::CoordinatorError;
+use crate::config::CoordinatorConfig;
+use crate::nodes::NodePool;
+use crate::roles::RoleMap;
+use crate::service::{Api, Coordinator};
+use crate::store::{CoordinatorStore, SqliteCoordinatorStore};
+
+/// A coordinator ready to serve.
+pub struct CoordinatorServer {
+    config: CoordinatorConfig,
+    tls: Arc<ReloadableTls>,
+    state: Arc<Coordinator>,
+    events: broadcast::Sender<ConnectionEvent>,
+}
+
+impl std::fmt::Debug for CoordinatorServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorServer")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What tests and the CLI may observe of a running coordinator.
+#[derive(Clone, Debug)]
+pub struct CoordinatorHandle {
+    pub tls: Arc<ReloadableTls>,
+    events: broadcast::Sender<ConnectionEvent>,
+}
+
+impl CoordinatorHandle {
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+}
+
+impl CoordinatorServer {
+    pub async fn open(config: CoordinatorConfig) -> Result<Self, CoordinatorError> {
+        sigil_tls::install_crypto_provider();
+        config.validate()?;
+        let tls = ReloadableTls::load(config.tls.clone(), config.trust_domain.clone())?;
+        if tls.identity() != Identity::Coordinator {
+            return Err(CoordinatorError::Config(format!(
+                "certificate {} names {}, not the coordinator",
+                config.tls.cert.display(),
+                tls.identity()
+            )));
+        }
+        let store: Arc<dyn CoordinatorStore> =
+            Arc::new(SqliteCoordinatorStore::open(&config.database).await?);
+        let nodes = Arc::new(NodePool::new(
+            &config.nodes,
+            tls.clone(),
+            config.node_timeout,
+        )?);
+        let (events, _) = broadcast::channel(256);
+        Ok(Self {
+            state: Arc::new(Coordinator { store, nodes }),
+            config,
+            tls,
+            events,
+        })
+    }
+
+    pub fn handle(&self) -> CoordinatorHandle {
+        CoordinatorHandle {
+            tls: self.tls.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), CoordinatorError> {
+        let addr = listener.local_addr()?;
+        let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<SigningServer<Api>>().await;
+        health.set_serving::<KeyAdminServer<Api>>().await;
+        health.set_serving::<AuditServer<Api>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sigil_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| CoordinatorError::Config(format!("reflection: {e}")))?;
+        let roles = RoleMap::new(&self.config.clients);
+        let opts = AcceptOptions {
+            events: Some(self.events.clone()),
+            ..AcceptOptions::default()
+        };
+        tracing::info!(%addr, nodes = self.config.nodes.len(), "coordinator serving");
+        let result = tonic::transport::Server::builder()
+            .layer(AuthzLayer::new(
+                move |method: &str, peer: &sigil_tls::PeerInfo| roles.authorize(method, peer),
+            ))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(SigningServer::new(Api(self.state.clone())))
+            .add_service(KeyAdminServer::new(Api(self.state.clone())))
+            .add_service(AuditServer::new(Api(self.state.clone())))
+            .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
+            .await;
+        watcher.abort();
+        tracing::info!("coordinator stopped");
+        result.map_err(CoordinatorError::from)
+    }
+}

@@ -1,0 +1,222 @@
+//! The coordinator's client-facing gRPC services: `Signing` (role signer),
+//! `KeyAdmin` (operator) and `Audit` (auditor). Authorization has already
+//! happened in the [`sigil_tls::authz`] layer by the time a handler runs;
+//! handlers validate input, call the store or the nodes, and map errors
+//! deliberately.
+
+use std::sync::Arc;
+
+use sigil_proto::v1 as pb;
+use sigil_proto::v1::audit_server::Audit;
+use sigil_proto::v1::key_admin_server::KeyAdmin;
+use sigil_proto::v1::signing_server::Signing;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::CoordinatorError;
+use crate::nodes::NodePool;
+use crate::store::{CoordinatorStore, KeyRecord};
+
+/// State shared by every client-facing handler.
+pub struct Coordinator {
+    pub(crate) store: Arc<dyn CoordinatorStore>,
+    pub(crate) nodes: Arc<NodePool>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("nodes", &self.nodes.nodes().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handle every gRPC service is implemented on (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Api(pub Arc<Coordinator>);
+
+impl std::ops::Deref for Api {
+    type Target = Coordinator;
+    fn deref(&self) -> &Coordinator {
+        &self.0
+    }
+}
+
+/// The caller's identity, as authenticated by mTLS.
+fn requester<T>(req: &Request<T>) -> Result<String, Status> {
+    req.extensions()
+        .get::<sigil_tls::PeerInfo>()
+        .map(|p| p.identity.to_string())
+        .ok_or_else(|| Status::unauthenticated("no authenticated identity"))
+}
+
+/// Wire form of a stored key.
+pub fn key_info(k: &KeyRecord) -> pb::KeyInfo {
+    pb::KeyInfo {
+        key_id: k.key_id.clone(),
+        scheme: scheme_to_wire(&k.scheme) as i32,
+        threshold: u32::from(k.threshold),
+        participants: k.participants.iter().copied().map(u32::from).collect(),
+        public_key: k.public_key.clone(),
+        addresses: crate::ops::addresses(&k.scheme, &k.public_key),
+        epoch: k.epoch,
+        label: k.label.clone(),
+        created_at: k.created_at.clone(),
+    }
+}
+
+/// The wire enum of a scheme name.
+pub fn scheme_to_wire(name: &str) -> pb::Scheme {
+    match name {
+        "frost-secp256k1" => pb::Scheme::FrostSecp256k1,
+        "frost-taproot" => pb::Scheme::FrostTaproot,
+        "frost-ed25519" => pb::Scheme::FrostEd25519,
+        "ecdsa-secp256k1" => pb::Scheme::EcdsaSecp256k1,
+        _ => pb::Scheme::Unspecified,
+    }
+}
+
+#[tonic::async_trait]
+impl Signing for Api {
+    async fn sign(
+        &self,
+        req: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
+        let requester = requester(&req)?;
+        Ok(Response::new(
+            self.0.sign(&requester, req.into_inner()).await?,
+        ))
+    }
+
+    async fn get_public_key(
+        &self,
+        req: Request<pb::GetPublicKeyRequest>,
+    ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        let req = req.into_inner();
+        if !req.derivation_path.is_empty() {
+            return Err(Status::invalid_argument(
+                "derivation paths are not supported for this key",
+            ));
+        }
+        let key = self.key(&req.key_id).await?;
+        Ok(Response::new(pb::GetPublicKeyResponse {
+            public_key: key.public_key.clone(),
+            scheme: scheme_to_wire(&key.scheme) as i32,
+            addresses: key_info(&key).addresses,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl KeyAdmin for Api {
+    async fn create_key(
+        &self,
+        req: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let key = self.0.create_key(req.into_inner()).await?;
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(key_info(&key)),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        _req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let keys = self
+            .store
+            .list_keys()
+            .await
+            .map_err(CoordinatorError::from)?;
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(key_info).collect(),
+        }))
+    }
+
+    async fn get_key(
+        &self,
+        req: Request<pb::GetKeyRequest>,
+    ) -> Result<Response<pb::KeyInfo>, Status> {
+        let key = self.key(&req.get_ref().key_id).await?;
+        Ok(Response::new(key_info(&key)))
+    }
+
+    async fn list_nodes(
+        &self,
+        _req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: self.nodes.status().await,
+        }))
+    }
+
+    async fn list_exclusions(
+        &self,
+        req: Request<pb::ListExclusionsRequest>,
+    ) -> Result<Response<pb::ListExclusionsResponse>, Status> {
+        let key_id = req.into_inner().key_id;
+        let filter = (!key_id.is_empty()).then_some(key_id.as_str());
+        let records = self
+            .store
+            .list_exclusions(filter)
+            .await
+            .map_err(CoordinatorError::from)?;
+        Ok(Response::new(pb::ListExclusionsResponse {
+            exclusions: records
+                .into_iter()
+                .map(|m| pb::Exclusion {
+                    key_id: m.key_id,
+                    node_id: u32::from(m.node_id),
+                    session_id: m.session_id,
+                    reason: m.reason,
+                    created_at: m.created_at,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn clear_exclusion(
+        &self,
+        req: Request<pb::ClearExclusionRequest>,
+    ) -> Result<Response<pb::ClearExclusionResponse>, Status> {
+        let operator = requester(&req)?;
+        let req = req.into_inner();
+        let cleared = self
+            .0
+            .clear_exclusion(&operator, &req.key_id, req.node_id, &req.reason)
+            .await?;
+        Ok(Response::new(pb::ClearExclusionResponse { cleared }))
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for Api {
+    type ExportRecordsStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
+
+    async fn query_records(
+        &self,
+        _req: Request<pb::QueryRecordsRequest>,
+    ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the audit trail is not available in this version",
+        ))
+    }
+
+    async fn export_records(
+        &self,
+        _req: Request<pb::QueryRecordsRequest>,
+    ) -> Result<Response<Self::ExportRecordsStream>, Status> {
+        Err(Status::unimplemented(
+            "the audit trail is not available in this version",
+        ))
+    }
+
+    async fn get_signed_heads(
+        &self,
+        _req: Request<pb::GetSignedHeadsRequest>,
+    ) -> Result<Response<pb::GetSignedHeadsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the audit trail is not available in this version",
+        ))
+    }
+}

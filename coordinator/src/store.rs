@@ -1,0 +1,495 @@
+//! Coordinator storage behind a trait. SQLite is the embedded default; a
+//! PostgreSQL implementation (for several coordinators at once, with
+//! idempotency enforced by the database) implements the same trait.
+//! Protocol sessions are never stored: a restarted coordinator abandons
+//! them and the request is retried under a new session id.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("key {0} already exists")]
+    Exists(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Public metadata of a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub scheme: String,
+    pub threshold: u16,
+    pub participants: Vec<u16>,
+    pub public_key: Vec<u8>,
+    pub public_key_package: Vec<u8>,
+    pub epoch: u64,
+    pub label: String,
+    pub created_at: String,
+}
+
+/// What an idempotency key already stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignClaim {
+    /// First use: the caller signs, then calls [`CoordinatorStore::finish_sign`].
+    New,
+    /// Done before with the same request: the stored response.
+    Done(Vec<u8>),
+    /// Used before for a different request.
+    Conflict,
+    /// The same request is being signed right now.
+    InProgress,
+}
+
+/// A node named as a culprit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Misbehaviour {
+    pub node_id: u16,
+    pub key_id: String,
+    pub session_id: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+#[async_trait]
+pub trait CoordinatorStore: Send + Sync + 'static {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Claims `(requester, idempotency_key)` for a request with `digest`.
+    /// A claim left unfinished for longer than `stale_after_secs` (a crashed
+    /// coordinator) may be taken over.
+    async fn claim_sign(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+        key_id: &str,
+        digest: &[u8],
+        stale_after_secs: i64,
+    ) -> Result<SignClaim, StoreError>;
+    /// Stores the response of a claimed request.
+    async fn finish_sign(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+        response: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Releases an unfinished claim after a failure, so the client may retry.
+    async fn release_sign(&self, requester: &str, idempotency_key: &str) -> Result<(), StoreError>;
+
+    async fn record_misbehaviour(&self, m: &Misbehaviour) -> Result<(), StoreError>;
+    async fn list_misbehaviour(&self) -> Result<Vec<Misbehaviour>, StoreError>;
+    /// Misbehaviour records not cleared yet (for `key_id`, or every key):
+    /// their nodes are excluded from the key's quorums.
+    async fn list_exclusions(&self, key_id: Option<&str>) -> Result<Vec<Misbehaviour>, StoreError>;
+    /// Clears every open record of `node_id` for `key_id`; returns how many.
+    async fn clear_exclusion(
+        &self,
+        key_id: &str,
+        node_id: u16,
+        reason: &str,
+        cleared_at: &str,
+    ) -> Result<u64, StoreError>;
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// SQLite coordinator store.
+#[derive(Clone, Debug)]
+pub struct SqliteCoordinatorStore {
+    pool: SqlitePool,
+}
+
+macro_rules! key_columns {
+    () => {
+        "key_id, scheme, threshold, participants, public_key, public_key_package, epoch, label, created_at"
+    };
+}
+
+impl SqliteCoordinatorStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(opts).await
+    }
+
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        Self::connect(SqliteConnectOptions::from_str("sqlite::memory:")?).await
+    }
+
+    async fn connect(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn row_to_misbehaviour(r: &sqlx::sqlite::SqliteRow) -> Result<Misbehaviour, StoreError> {
+        let node: i64 = r.try_get("node_id")?;
+        Ok(Misbehaviour {
+            node_id: u16::try_from(node).map_err(|_| StoreError::Corrupt("node id".into()))?,
+            key_id: r.try_get("key_id")?,
+            session_id: r.try_get("session_id")?,
+            reason: r.try_get("reason")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    fn row_to_key(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
+        let participants: String = row.try_get("participants")?;
+        let threshold: i64 = row.try_get("threshold")?;
+        let epoch: i64 = row.try_get("epoch")?;
+        Ok(KeyRecord {
+            key_id: row.try_get("key_id")?,
+            scheme: row.try_get("scheme")?,
+            threshold: u16::try_from(threshold)
+                .map_err(|_| StoreError::Corrupt("threshold".into()))?,
+            participants: serde_json::from_str(&participants)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            public_key: row.try_get("public_key")?,
+            public_key_package: row.try_get("public_key_package")?,
+            epoch: u64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch".into()))?,
+            label: row.try_get("label")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+#[async_trait]
+impl CoordinatorStore for SqliteCoordinatorStore {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let participants = serde_json::to_string(&key.participants)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let epoch = i64::try_from(key.epoch).map_err(|_| StoreError::Corrupt("epoch".into()))?;
+        let result = sqlx::query(concat!(
+            "INSERT INTO keys (",
+            key_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&key.key_id)
+        .bind(&key.scheme)
+        .bind(i64::from(key.threshold))
+        .bind(participants)
+        .bind(&key.public_key)
+        .bind(&key.public_key_package)
+        .bind(epoch)
+        .bind(&key.label)
+        .bind(&key.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Exists(key.key_id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM keys WHERE key_id = ?"
+        ))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::row_to_key).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM keys ORDER BY created_at, key_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row_to_key).collect()
+    }
+
+    async fn claim_sign(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+        key_id: &str,
+        digest: &[u8],
+        stale_after_secs: i64,
+    ) -> Result<SignClaim, StoreError> {
+        let now = unix_now();
+        // IMMEDIATE: take the write lock before reading. A deferred
+        // transaction that reads and then writes cannot wait for a concurrent
+        // writer (SQLite returns BUSY at once instead of honouring
+        // busy_timeout), which failed concurrent sign requests.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT request_digest, response, claimed_at FROM sign_requests WHERE requester = ? AND idempotency_key = ?",
+        )
+        .bind(requester)
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match row {
+            None => {
+                sqlx::query(
+                    "INSERT INTO sign_requests (requester, idempotency_key, key_id, request_digest, response, created_at, claimed_at) \
+                     VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                )
+                .bind(requester)
+                .bind(idempotency_key)
+                .bind(key_id)
+                .bind(digest)
+                .bind(now.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                SignClaim::New
+            }
+            Some(row) => {
+                let stored: Vec<u8> = row.try_get("request_digest")?;
+                let response: Option<Vec<u8>> = row.try_get("response")?;
+                let claimed_at: i64 = row.try_get("claimed_at")?;
+                if stored != digest {
+                    SignClaim::Conflict
+                } else if let Some(r) = response {
+                    SignClaim::Done(r)
+                } else if now - claimed_at > stale_after_secs {
+                    sqlx::query("UPDATE sign_requests SET claimed_at = ? WHERE requester = ? AND idempotency_key = ?")
+                        .bind(now)
+                        .bind(requester)
+                        .bind(idempotency_key)
+                        .execute(&mut *tx)
+                        .await?;
+                    SignClaim::New
+                } else {
+                    SignClaim::InProgress
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn finish_sign(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+        response: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sign_requests SET response = ? WHERE requester = ? AND idempotency_key = ?",
+        )
+        .bind(response)
+        .bind(requester)
+        .bind(idempotency_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_sign(&self, requester: &str, idempotency_key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sign_requests WHERE requester = ? AND idempotency_key = ? AND response IS NULL")
+            .bind(requester)
+            .bind(idempotency_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_misbehaviour(&self, m: &Misbehaviour) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO misbehaviour (node_id, key_id, session_id, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(i64::from(m.node_id))
+            .bind(&m.key_id)
+            .bind(&m.session_id)
+            .bind(&m.reason)
+            .bind(&m.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_misbehaviour(&self) -> Result<Vec<Misbehaviour>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, key_id, session_id, reason, created_at FROM misbehaviour ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row_to_misbehaviour).collect()
+    }
+
+    async fn list_exclusions(&self, key_id: Option<&str>) -> Result<Vec<Misbehaviour>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, key_id, session_id, reason, created_at FROM misbehaviour \
+             WHERE cleared_at IS NULL AND (?1 IS NULL OR key_id = ?1) ORDER BY id",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row_to_misbehaviour).collect()
+    }
+
+    async fn clear_exclusion(
+        &self,
+        key_id: &str,
+        node_id: u16,
+        reason: &str,
+        cleared_at: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE misbehaviour SET cleared_at = ?, cleared_reason = ? \
+             WHERE key_id = ? AND node_id = ? AND cleared_at IS NULL",
+        )
+        .bind(cleared_at)
+        .bind(reason)
+        .bind(key_id)
+        .bind(i64::from(node_id))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> KeyRecord {
+        KeyRecord {
+            key_id: id.into(),
+            scheme: "frost-ed25519".into(),
+            threshold: 2,
+            participants: vec![1, 2, 3],
+            public_key: vec![1; 32],
+            public_key_package: vec![2; 10],
+            epoch: 0,
+            label: "treasury".into(),
+            created_at: "2026-11-21T00:00:00Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotency_claims() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        assert_eq!(
+            store
+                .claim_sign("pay", "k1", "key", b"d1", 60)
+                .await
+                .expect("claim"),
+            SignClaim::New
+        );
+        // Same request while the first is running; a different request under the same key.
+        assert_eq!(
+            store
+                .claim_sign("pay", "k1", "key", b"d1", 60)
+                .await
+                .expect("claim"),
+            SignClaim::InProgress
+        );
+        assert_eq!(
+            store
+                .claim_sign("pay", "k1", "key", b"d2", 60)
+                .await
+                .expect("claim"),
+            SignClaim::Conflict
+        );
+        // Another requester has its own key space.
+        assert_eq!(
+            store
+                .claim_sign("other", "k1", "key", b"d2", 60)
+                .await
+                .expect("claim"),
+            SignClaim::New
+        );
+        store
+            .finish_sign("pay", "k1", b"response")
+            .await
+            .expect("finish");
+        assert_eq!(
+            store
+                .claim_sign("pay", "k1", "key", b"d1", 60)
+                .await
+                .expect("claim"),
+            SignClaim::Done(b"response".to_vec())
+        );
+        // A released claim can be taken again; a stale one is taken over.
+        store.release_sign("other", "k1").await.expect("release");
+        assert_eq!(
+            store
+                .claim_sign("other", "k1", "key", b"d2", 60)
+                .await
+                .expect("claim"),
+            SignClaim::New
+        );
+        assert_eq!(
+            store
+                .claim_sign("other", "k1", "key", b"d2", -1)
+                .await
+                .expect("claim"),
+            SignClaim::New
+        );
+    }
+
+    #[tokio::test]
+    async fn misbehaviour_is_recorded() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        let m = Misbehaviour {
+            node_id: 2,
+            key_id: "k".into(),
+            session_id: "s".into(),
+            reason: "bad share".into(),
+            created_at: "t".into(),
+        };
+        store.record_misbehaviour(&m).await.expect("record");
+        assert_eq!(store.list_misbehaviour().await.expect("list"), vec![m.clone()]);
+        // Recorded culprits stay excluded until cleared, per key.
+        assert_eq!(
+            store.list_exclusions(Some("k")).await.expect("list"),
+            vec![m.clone()]
+        );
+        assert!(store.list_exclusions(Some("other")).await.expect("list").is_empty());
+        assert_eq!(store.clear_exclusion("other", 2, "no", "t2").await.expect("clear"), 0);
+        assert_eq!(store.clear_exclusion("k", 2, "investigated", "t2").await.expect("clear"), 1);
+        assert!(store.list_exclusions(None).await.expect("list").is_empty());
+        // Clearing keeps the history.
+        assert_eq!(store.list_misbehaviour().await.expect("list"), vec![m]);
+    }
+
+    #[tokio::test]
+    async fn keys_round_trip_and_are_unique() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        store.insert_key(&key("a")).await.expect("insert");
+        assert!(
+            matches!(store.insert_key(&key("a")).await, Err(StoreError::Exists(id)) if id == "a")
+        );
+        store.insert_key(&key("b")).await.expect("insert");
+        assert_eq!(store.get_key("a").await.expect("get"), Some(key("a")));
+        assert_eq!(store.get_key("zz").await.expect("get"), None);
+        assert_eq!(store.list_keys().await.expect("list").len(), 2);
+    }
+}

@@ -1,0 +1,25 @@
+//! The Sigil signer node.
+//!
+//! A node holds one share of every key, sealed at rest under its
+//! key-encryption key, and takes part in threshold protocols when — and only
+//! when — the coordinator's mTLS identity asks it to. It checks every request
+//! itself: the coordinator relays, it does not authorize.
+//!
+//! Layout: [`config`] (TOML + environment), [`seal`] (encryption of shares at
+//! rest), [`store`] (the share store behind a trait, SQLite by default),
+//! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
+//! listener, health, authorization, `run(listener, shutdown)`).
+
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod policy;
+pub mod seal;
+pub mod server;
+pub mod service;
+pub mod sessions;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use server::{NodeHandle, NodeServer};

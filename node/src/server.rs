@@ -1,0 +1,175 @@
+//! The node's gRPC server: mTLS listener, health checking, authorization
+//! (only the coordinator may call `sigil.v1.Node`; any cluster identity may
+//! check health) and graceful shutdown, in the `run(listener, shutdown)`
+//! shape so tests can bind `127.0.0.1:0` and stop it deterministically.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sigil_proto::v1::node_server::NodeServer as NodeGrpc;
+use sigil_tls::authz::{AuthzLayer, is_public_method};
+use sigil_tls::server::{AcceptOptions, incoming};
+use sigil_tls::{ConnectionEvent, Identity, PeerInfo, ReloadableTls};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tonic::Status;
+
+use crate::NodeError;
+use crate::config::NodeConfig;
+use crate::identity::load_or_create_encryption_key;
+use crate::seal::Kek;
+use crate::service::{Faults, NodeService};
+use crate::sessions::Sessions;
+use crate::store::{ShareStore, SqliteShareStore};
+use sigil_protocol::envelope::EncryptionKeypair;
+
+/// A node ready to serve.
+pub struct NodeServer {
+    config: NodeConfig,
+    tls: Arc<ReloadableTls>,
+    store: Arc<dyn ShareStore>,
+    kek: Arc<Kek>,
+    encryption: EncryptionKeypair,
+    sessions: Arc<Sessions>,
+    faults: Faults,
+    events: broadcast::Sender<ConnectionEvent>,
+}
+
+impl std::fmt::Debug for NodeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeServer")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What tests and the CLI may observe of a running node.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    pub node_id: u16,
+    pub tls: Arc<ReloadableTls>,
+    events: broadcast::Sender<ConnectionEvent>,
+}
+
+impl NodeHandle {
+    /// Connection events (accepted and refused handshakes) from now on.
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+}
+
+impl NodeServer {
+    /// Loads TLS material, the key-encryption key and the share store.
+    pub async fn open(config: NodeConfig) -> Result<Self, NodeError> {
+        sigil_tls::install_crypto_provider();
+        config.validate()?;
+        let tls = ReloadableTls::load(config.tls.clone(), config.trust_domain.clone())?;
+        let expected = Identity::Node(config.node_id);
+        if tls.identity() != expected {
+            return Err(NodeError::Config(format!(
+                "certificate {} names {}, but this node is configured as {expected}",
+                config.tls.cert.display(),
+                tls.identity()
+            )));
+        }
+        // Fail at start, not at the first session, if the key cannot sign.
+        tls.identity_key()?;
+        let kek = Arc::new(Kek::load_or_create(&config.kek_path())?);
+        let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)?;
+        let store: Arc<dyn ShareStore> = Arc::new(SqliteShareStore::open(&config.database).await?);
+        let (events, _) = broadcast::channel(256);
+        let sessions = Arc::new(Sessions::new(config.session_ttl));
+        Ok(Self {
+            config,
+            tls,
+            store,
+            kek,
+            encryption,
+            sessions,
+            faults: Faults::default(),
+            events,
+        })
+    }
+
+    /// Makes this node misbehave on purpose (cluster tests of culprit handling).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            node_id: self.config.node_id,
+            tls: self.tls.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight calls.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), NodeError> {
+        let addr = listener.local_addr()?;
+        let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<NodeGrpc<NodeService>>().await;
+
+        let sweeper = {
+            let sessions = self.sessions.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let expired = sessions.sweep();
+                    if expired > 0 {
+                        tracing::info!(expired, "expired protocol sessions dropped");
+                    }
+                }
+            })
+        };
+        let service = NodeService {
+            node_id: self.config.node_id,
+            zone: self.config.zone.clone(),
+            store: self.store.clone(),
+            tls: self.tls.clone(),
+            kek: self.kek.clone(),
+            encryption: self.encryption,
+            sessions: self.sessions.clone(),
+            faults: self.faults.clone(),
+        };
+        let opts = AcceptOptions {
+            events: Some(self.events.clone()),
+            ..AcceptOptions::default()
+        };
+        tracing::info!(node_id = self.config.node_id, zone = %self.config.zone, %addr, "node serving");
+        let result = tonic::transport::Server::builder()
+            .layer(AuthzLayer::new(authorize))
+            .add_service(health_service)
+            .add_service(NodeGrpc::new(service))
+            .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
+            .await;
+        watcher.abort();
+        sweeper.abort();
+        tracing::info!(node_id = self.config.node_id, "node stopped");
+        result.map_err(NodeError::from)
+    }
+}
+
+/// Only the coordinator drives the node; anyone in the cluster may check health.
+fn authorize(method: &str, peer: &PeerInfo) -> Result<(), Status> {
+    if is_public_method(method) {
+        return Ok(());
+    }
+    if !method.starts_with("/sigil.v1.Node/") {
+        return Err(Status::permission_denied("unknown method"));
+    }
+    match peer.identity {
+        Identity::Coordinator => Ok(()),
+        ref other => Err(Status::permission_denied(format!(
+            "{other} may not call the node service"
+        ))),
+    }
+}

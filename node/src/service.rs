@@ -1,0 +1,462 @@
+//! The `sigil.v1.Node` gRPC service: the node's public information and the
+//! protocol sessions the coordinator drives. Handlers are thin: they verify
+//! the relayed identities, run the node's own policy check, and hand
+//! messages to the sans-I/O protocol wrapped in [`SecureSession`]
+//! (sender signatures, end-to-end encryption). A DKG's share is sealed and
+//! stored before the node reports success.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::OsRng;
+use sigil_proto::convert::{
+    messages_from_wire, messages_to_wire, scheme_from_wire, scheme_to_wire,
+};
+use sigil_proto::v1 as pb;
+use sigil_proto::v1::node_server::Node;
+use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
+use sigil_protocol::frost::{self, KeyShare};
+use sigil_protocol::{NodeId, Scheme, SessionId, Transition};
+use sigil_tls::ReloadableTls;
+use tonic::{Request, Response, Status};
+
+use crate::NodeError;
+use crate::identity::{SessionSigner, node_identity, verify_participants};
+use crate::seal::{Binding, Kek};
+use crate::sessions::{Session, SessionKind, Sessions};
+use crate::store::{ShareStatus, ShareStore, StoredShare};
+
+/// Test-only misbehaviour, compiled in with the `fault-injection` feature.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Alter every signature share this node sends (then sign it, so the
+    /// share is attributable to this node).
+    pub corrupt_signature_share: bool,
+}
+
+/// State shared by the node's handlers.
+pub struct NodeService {
+    pub(crate) node_id: u16,
+    pub(crate) zone: String,
+    pub(crate) store: Arc<dyn ShareStore>,
+    pub(crate) tls: Arc<ReloadableTls>,
+    pub(crate) kek: Arc<Kek>,
+    pub(crate) encryption: EncryptionKeypair,
+    pub(crate) sessions: Arc<Sessions>,
+    #[allow(dead_code)] // read only with the fault-injection feature
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for NodeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeService")
+            .field("node_id", &self.node_id)
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key ids: 1-128 of `[A-Za-z0-9._-]`.
+fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl NodeService {
+    fn me(&self) -> Result<NodeId, NodeError> {
+        Ok(NodeId::new(self.node_id)?)
+    }
+
+    fn encryption_keypair(&self) -> Result<EncryptionKeypair, NodeError> {
+        Ok(EncryptionKeypair::from_secret_bytes(
+            self.encryption.secret_bytes().as_ref(),
+        )?)
+    }
+
+    fn deadline(&self, requested_unix_ms: u64) -> Instant {
+        let ttl = self.sessions.ttl();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let requested = Duration::from_millis(requested_unix_ms.saturating_sub(now_ms));
+        let ttl = if requested_unix_ms == 0 {
+            ttl
+        } else {
+            ttl.min(requested)
+        };
+        Instant::now() + ttl
+    }
+
+    async fn start(&self, req: pb::StartSessionRequest) -> Result<pb::StepResponse, NodeError> {
+        let session_id = SessionId::from_slice(&req.session_id)?;
+        let me = self.me()?;
+        let participants = verify_participants(&self.tls, me, &req.participants)?;
+        let signer = Arc::new(SessionSigner {
+            node: me,
+            key: self.tls.identity_key()?,
+        });
+        let expires = self.deadline(req.deadline_unix_ms);
+        let (kind, messages) = match req.kind {
+            Some(pb::start_session_request::Kind::Dkg(d)) => {
+                let scheme = scheme_from_wire(d.scheme)?;
+                if !valid_key_id(&d.key_id) {
+                    return Err(NodeError::InvalidRequest(
+                        "key id must be 1-128 of A-Z a-z 0-9 . _ -".into(),
+                    ));
+                }
+                if self.store.exists(&d.key_id).await? {
+                    return Err(NodeError::KeyExists(d.key_id));
+                }
+                let threshold = u16::try_from(d.threshold)
+                    .map_err(|_| NodeError::InvalidRequest("threshold out of range".into()))?;
+                let protocol = frost::new_dkg(
+                    scheme,
+                    session_id,
+                    me,
+                    &participants.ids,
+                    threshold,
+                    &mut OsRng,
+                )?;
+                let ids: Vec<u16> = participants.ids.iter().map(|p| p.get()).collect();
+                let mut secure = SecureSession::new(
+                    protocol,
+                    signer,
+                    participants.verifier,
+                    self.encryption_keypair()?,
+                    participants.encryption_keys,
+                    &mut OsRng,
+                );
+                let messages = secure.start()?;
+                tracing::info!(session = %session_id, key_id = %d.key_id, %scheme, threshold, "DKG session started");
+                (
+                    SessionKind::Dkg {
+                        key_id: d.key_id,
+                        scheme,
+                        threshold,
+                        participants: ids,
+                        secure,
+                    },
+                    messages,
+                )
+            }
+            Some(pb::start_session_request::Kind::Sign(s)) => {
+                let stored = self
+                    .store
+                    .current(&s.key_id)
+                    .await?
+                    .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
+                crate::policy::check_sign_request(&stored, &s, &participants.ids)?;
+                let binding = Binding {
+                    key_id: &stored.key_id,
+                    node_id: self.node_id,
+                    epoch: stored.epoch,
+                };
+                let share = KeyShare::from_bytes(&self.kek.open(binding, &stored.sealed_share)?)?;
+                let protocol = frost::new_signer(
+                    share.scheme(),
+                    session_id,
+                    me,
+                    &participants.ids,
+                    &share,
+                    &s.message,
+                    &mut OsRng,
+                )?;
+                let mut secure = SecureSession::new(
+                    protocol,
+                    signer,
+                    participants.verifier,
+                    self.encryption_keypair()?,
+                    participants.encryption_keys,
+                    &mut OsRng,
+                );
+                let messages = secure.start()?;
+                tracing::info!(session = %session_id, key_id = %s.key_id, request = %req.request_id, "signing session started");
+                (
+                    SessionKind::Sign {
+                        key_id: s.key_id,
+                        secure,
+                    },
+                    messages,
+                )
+            }
+            None => return Err(NodeError::InvalidRequest("session kind is required".into())),
+        };
+        self.sessions
+            .insert_new(session_id, Session { kind, expires })?;
+        Ok(pb::StepResponse {
+            session_id: session_id.as_bytes().to_vec(),
+            round: 1,
+            messages: messages_to_wire(&messages),
+            output: None,
+        })
+    }
+
+    async fn step_session(&self, req: pb::StepRequest) -> Result<pb::StepResponse, NodeError> {
+        let session_id = SessionId::from_slice(&req.session_id)?;
+        // Taken out of the table: a concurrent or replayed step finds nothing.
+        let mut session = self.sessions.take(&session_id)?;
+        let expected = session.expected_round();
+        if req.round != u32::from(expected) {
+            return Err(NodeError::InvalidRequest(format!(
+                "round {} delivered, round {expected} expected",
+                req.round
+            )));
+        }
+        let inbound = messages_from_wire(req.messages)?;
+        let (messages, output) = match &mut session.kind {
+            SessionKind::Dkg { secure, .. } => match secure.step(inbound)? {
+                Transition::Continue(messages) => (messages, None),
+                Transition::Finished { messages, output } => (messages, Some(output)),
+            },
+            SessionKind::Sign { key_id, secure } => match secure.step(inbound)? {
+                Transition::Continue(messages) => (messages, None),
+                Transition::Finished {
+                    messages,
+                    output: (),
+                } => {
+                    tracing::info!(session = %session_id, key_id = %key_id, "signature share issued");
+                    let messages = self.maybe_corrupt(messages);
+                    let response = pb::StepResponse {
+                        session_id: req.session_id,
+                        round: u32::from(expected) + 1,
+                        messages: messages_to_wire(&messages),
+                        output: None,
+                    };
+                    return Ok(response);
+                }
+            },
+        };
+        let Some(out) = output else {
+            self.sessions.put_back(session_id, session);
+            return Ok(pb::StepResponse {
+                session_id: req.session_id,
+                round: u32::from(expected) + 1,
+                messages: messages_to_wire(&messages),
+                output: None,
+            });
+        };
+        // Only a DKG finishes with an output; the session (and its secrets) ends here.
+        let SessionKind::Dkg {
+            key_id,
+            scheme,
+            threshold,
+            participants,
+            ..
+        } = session.kind
+        else {
+            return Err(NodeError::InvalidRequest(
+                "unexpected protocol output".into(),
+            ));
+        };
+        self.persist_share(&key_id, scheme, threshold, participants, &out)
+            .await?;
+        tracing::info!(session = %session_id, key_id = %key_id, "DKG finished; share sealed and stored, pending commit");
+        let output = Some(pb::SessionOutput {
+            output: Some(pb::session_output::Output::Dkg(pb::DkgOutput {
+                public_key: out.public_key.clone(),
+                public_key_package: out.public_key_package.clone(),
+            })),
+        });
+        Ok(pb::StepResponse {
+            session_id: req.session_id,
+            round: u32::from(expected) + 1,
+            messages: messages_to_wire(&messages),
+            output,
+        })
+    }
+
+    async fn persist_share(
+        &self,
+        key_id: &str,
+        scheme: Scheme,
+        threshold: u16,
+        participants: Vec<u16>,
+        out: &frost::DkgOutput,
+    ) -> Result<(), NodeError> {
+        let epoch = 0;
+        let binding = Binding {
+            key_id,
+            node_id: self.node_id,
+            epoch,
+        };
+        let sealed_share = self.kek.seal(binding, &out.key_share.to_bytes())?;
+        let share = StoredShare {
+            key_id: key_id.to_owned(),
+            epoch,
+            scheme: scheme.name().to_owned(),
+            // Signs only after the coordinator commits it (every participant agreed).
+            status: ShareStatus::Pending,
+            threshold,
+            participants,
+            public_key: out.public_key.clone(),
+            public_key_package: out.public_key_package.clone(),
+            sealed_share,
+            created_at: now_rfc3339(),
+        };
+        self.store.insert(&share).await?;
+        Ok(())
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn maybe_corrupt(&self, mut messages: Vec<SignedMessage>) -> Vec<SignedMessage> {
+        use sigil_protocol::envelope::IdentitySigner;
+        if !self.faults.corrupt_signature_share {
+            return messages;
+        }
+        let Ok(key) = self.tls.identity_key() else {
+            return messages;
+        };
+        let Ok(me) = self.me() else { return messages };
+        let signer = SessionSigner { node: me, key };
+        for m in &mut messages {
+            let mid = m.message.payload.len() / 2;
+            if let Some(b) = m.message.payload.get_mut(mid) {
+                *b ^= 0x01;
+            }
+            m.signature = signer.sign(&m.message.signing_bytes());
+        }
+        tracing::warn!("fault injection: signature share corrupted");
+        messages
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn maybe_corrupt(&self, messages: Vec<SignedMessage>) -> Vec<SignedMessage> {
+        messages
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn get_info(
+        &self,
+        _req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::NodeInfo>, Status> {
+        let key_count = self.store.count_current().await.map_err(NodeError::from)?;
+        let key = self.tls.identity_key().map_err(NodeError::from)?;
+        let identity = node_identity(self.node_id, &key, &self.encryption)?;
+        Ok(Response::new(pb::NodeInfo {
+            node_id: u32::from(self.node_id),
+            zone: self.zone.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            identity: Some(identity),
+            key_count,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        _req: Request<pb::ListNodeKeysRequest>,
+    ) -> Result<Response<pb::ListNodeKeysResponse>, Status> {
+        let shares = self.store.list().await.map_err(NodeError::from)?;
+        let keys = shares
+            .into_iter()
+            .map(|s| pb::NodeKey {
+                scheme: s
+                    .scheme
+                    .parse::<Scheme>()
+                    .map(scheme_to_wire)
+                    .unwrap_or(pb::Scheme::Unspecified) as i32,
+                key_id: s.key_id,
+                epoch: s.epoch,
+                public_key: s.public_key,
+                threshold: u32::from(s.threshold),
+                participants: s.participants.into_iter().map(u32::from).collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodeKeysResponse { keys }))
+    }
+
+    async fn start_session(
+        &self,
+        req: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::StepResponse>, Status> {
+        let req = req.into_inner();
+        let session = hex::encode(&req.session_id);
+        self.start(req).await.map(Response::new).map_err(|e| {
+            tracing::warn!(session = %session, error = %e, "session refused");
+            e.into()
+        })
+    }
+
+    async fn step(
+        &self,
+        req: Request<pb::StepRequest>,
+    ) -> Result<Response<pb::StepResponse>, Status> {
+        let req = req.into_inner();
+        let session = hex::encode(&req.session_id);
+        self.step_session(req).await.map(Response::new).map_err(|e| {
+            tracing::warn!(session = %session, error = %e, "session step failed; session dropped");
+            e.into()
+        })
+    }
+
+    async fn commit_key(
+        &self,
+        req: Request<pb::CommitKeyRequest>,
+    ) -> Result<Response<pb::NodeKey>, Status> {
+        let req = req.into_inner();
+        let share = self
+            .store
+            .get(&req.key_id, req.epoch)
+            .await
+            .map_err(NodeError::from)?
+            .ok_or_else(|| NodeError::UnknownKey(req.key_id.clone()))?;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&share.public_key_package);
+        if digest[..] != req.public_key_package_sha256[..] {
+            return Err(NodeError::InvalidRequest(format!(
+                "public key package of {} epoch {} differs from what this node computed",
+                req.key_id, req.epoch
+            ))
+            .into());
+        }
+        match share.status {
+            ShareStatus::Current => {}
+            ShareStatus::Pending => {
+                self.store
+                    .activate(&req.key_id, req.epoch)
+                    .await
+                    .map_err(NodeError::from)?;
+                tracing::info!(key_id = %req.key_id, epoch = req.epoch, "key committed; share is current");
+            }
+            other => {
+                return Err(
+                    NodeError::InvalidRequest(format!("share is {other:?}, not pending")).into(),
+                );
+            }
+        }
+        Ok(Response::new(pb::NodeKey {
+            key_id: share.key_id,
+            epoch: share.epoch,
+            scheme: share
+                .scheme
+                .parse::<Scheme>()
+                .map(scheme_to_wire)
+                .unwrap_or(pb::Scheme::Unspecified) as i32,
+            public_key: share.public_key,
+            threshold: u32::from(share.threshold),
+            participants: share.participants.into_iter().map(u32::from).collect(),
+        }))
+    }
+
+    async fn abort_session(
+        &self,
+        req: Request<pb::AbortSessionRequest>,
+    ) -> Result<Response<pb::AbortSessionResponse>, Status> {
+        let req = req.into_inner();
+        let id = SessionId::from_slice(&req.session_id).map_err(NodeError::from)?;
+        if self.sessions.abort(&id) {
+            tracing::info!(session = %id, reason = %req.reason, "session aborted by the coordinator");
+        }
+        Ok(Response::new(pb::AbortSessionResponse {}))
+    }
+}

@@ -1,0 +1,140 @@
+//! Live protocol sessions, in memory only.
+//!
+//! A session's secret state (signing nonces, DKG secret packages) never
+//! touches the disk: a restarted node has no sessions, and the coordinator
+//! retries under a new session id. Each session is *taken* out of the table
+//! while a step runs, so a concurrent or replayed step for the same round
+//! finds nothing and is refused; a failed step drops the session (and
+//! zeroizes its secrets). Session ids are remembered after they end, so a
+//! coordinator cannot restart a finished session under the same id.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sigil_protocol::SessionId;
+use sigil_protocol::envelope::SecureSession;
+use sigil_protocol::frost::{DkgProtocol, SignerProtocol};
+
+use crate::NodeError;
+
+/// What a live session is doing.
+#[derive(Debug)]
+pub enum SessionKind {
+    Dkg {
+        key_id: String,
+        scheme: sigil_protocol::Scheme,
+        threshold: u16,
+        participants: Vec<u16>,
+        secure: SecureSession<DkgProtocol>,
+    },
+    Sign {
+        key_id: String,
+        secure: SecureSession<SignerProtocol>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub kind: SessionKind,
+    pub expires: Instant,
+}
+
+impl Session {
+    pub fn expected_round(&self) -> u16 {
+        match &self.kind {
+            SessionKind::Dkg { secure, .. } => secure.expected_round(),
+            SessionKind::Sign { secure, .. } => secure.expected_round(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    live: HashMap<SessionId, Session>,
+    /// Every session id seen recently, live or not, with when it may be forgotten.
+    seen: HashMap<SessionId, Instant>,
+}
+
+/// The node's session table.
+pub struct Sessions {
+    table: Mutex<Table>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            table: Mutex::new(Table::default()),
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table inconsistent
+        // (each operation is a single map update), so poisoning is ignored.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new session; refuses an id seen before.
+    pub fn insert_new(&self, id: SessionId, session: Session) -> Result<(), NodeError> {
+        let mut t = self.lock();
+        if t.seen.contains_key(&id) {
+            return Err(NodeError::InvalidRequest(format!(
+                "session {id} was already used"
+            )));
+        }
+        t.seen.insert(id, session.expires + self.ttl);
+        t.live.insert(id, session);
+        Ok(())
+    }
+
+    /// Takes a session out for one step.
+    pub fn take(&self, id: &SessionId) -> Result<Session, NodeError> {
+        let mut t = self.lock();
+        let session = t
+            .live
+            .remove(id)
+            .ok_or_else(|| NodeError::UnknownSession(id.to_string()))?;
+        if session.expires <= Instant::now() {
+            return Err(NodeError::SessionExpired(id.to_string()));
+        }
+        Ok(session)
+    }
+
+    /// Returns a session after a successful, non-final step.
+    pub fn put_back(&self, id: SessionId, session: Session) {
+        self.lock().live.insert(id, session);
+    }
+
+    /// Drops a session (abort); true if it was live.
+    pub fn abort(&self, id: &SessionId) -> bool {
+        self.lock().live.remove(id).is_some()
+    }
+
+    /// Drops expired sessions and forgets old ids. Returns how many sessions expired.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut t = self.lock();
+        let before = t.live.len();
+        t.live.retain(|_, s| s.expires > now);
+        t.seen.retain(|_, forget_at| *forget_at > now);
+        before - t.live.len()
+    }
+
+    pub fn live(&self) -> usize {
+        self.lock().live.len()
+    }
+}

@@ -1,0 +1,220 @@
+//! The coordinator's side of one protocol round, as a pure function of what
+//! the nodes returned: validate each node's output, then route it.
+//!
+//! The coordinator cannot read sealed payloads or forge signatures; what it
+//! can do is route. [`RoundRelay`] makes the honest routing explicit:
+//! broadcasts go to every other participant, direct messages to their
+//! recipient, coordinator messages to the coordinator. Before routing it
+//! checks that every message a node returned claims that node as sender and
+//! carries the right session and round, so a misbehaving node is named here
+//! rather than discovered (and blamed on the relay) by its peers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::envelope::SignedMessage;
+use crate::{NodeId, Recipient, SessionId};
+
+/// A node returned output the relay refuses to route. Each variant names
+/// the node that returned it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// The relay was set up with an invalid participant list.
+    #[error("invalid participant list: {0}")]
+    InvalidParticipants(String),
+    /// Output from a node that is not a participant.
+    #[error("{node} is not a participant of this session")]
+    UnknownNode { node: NodeId },
+    /// A node's output was collected twice for this round.
+    #[error("output of {node} was already collected for this round")]
+    AlreadyCollected { node: NodeId },
+    /// Output collected for a round other than this relay's round.
+    #[error("output of {node} collected for round {got}, but this relay is for round {expected}")]
+    RoundMismatch {
+        node: NodeId,
+        expected: u16,
+        got: u16,
+    },
+    /// A node returned a message claiming another sender.
+    #[error("{node} returned a message claiming to be from {claimed}")]
+    ForeignSender { node: NodeId, claimed: NodeId },
+    /// A node returned a message for another session.
+    #[error("{node} returned a message for another session")]
+    WrongSession { node: NodeId },
+    /// A node returned a message for another round.
+    #[error("{node} returned a message for round {got}, expected round {expected}")]
+    WrongRound {
+        node: NodeId,
+        expected: u16,
+        got: u16,
+    },
+    /// A node addressed a message to itself or to a non-participant.
+    #[error("{node} returned a message addressed to {to:?}, which is not another participant")]
+    BadRecipient { node: NodeId, to: Recipient },
+    /// A node returned two messages for the same destination.
+    #[error("{node} returned two messages for {to:?}")]
+    DuplicateMessage { node: NodeId, to: Recipient },
+    /// Deliveries were requested before every participant's output was collected.
+    #[error("output of {missing:?} not collected yet")]
+    Missing { missing: Vec<NodeId> },
+}
+
+impl RelayError {
+    /// The nodes this error blames.
+    pub fn culprits(&self) -> Vec<NodeId> {
+        match self {
+            Self::InvalidParticipants(_) | Self::Missing { .. } => Vec::new(),
+            Self::UnknownNode { node }
+            | Self::AlreadyCollected { node }
+            | Self::RoundMismatch { node, .. }
+            | Self::ForeignSender { node, .. }
+            | Self::WrongSession { node }
+            | Self::WrongRound { node, .. }
+            | Self::BadRecipient { node, .. }
+            | Self::DuplicateMessage { node, .. } => vec![*node],
+        }
+    }
+}
+
+/// Where one round's messages go.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Per participant, its inbound messages for its next step (possibly empty),
+    /// ordered by sender.
+    pub inbound: BTreeMap<NodeId, Vec<SignedMessage>>,
+    /// Every broadcast of the round, ordered by sender (e.g. signing
+    /// commitments, for the coordinator's aggregator).
+    pub broadcasts: Vec<SignedMessage>,
+    /// Messages addressed to the coordinator (e.g. signature shares), ordered by sender.
+    pub to_coordinator: Vec<SignedMessage>,
+}
+
+/// Collects one round's output from every participant and routes it.
+#[derive(Debug)]
+pub struct RoundRelay {
+    session: SessionId,
+    participants: BTreeSet<NodeId>,
+    round: Option<u16>,
+    collected: BTreeMap<NodeId, Vec<SignedMessage>>,
+}
+
+impl RoundRelay {
+    /// A relay for one round of `session` among `participants`.
+    pub fn new(session: SessionId, participants: &[NodeId]) -> Result<Self, RelayError> {
+        let set: BTreeSet<NodeId> = participants.iter().copied().collect();
+        if set.len() != participants.len() {
+            return Err(RelayError::InvalidParticipants(
+                "duplicate participant".into(),
+            ));
+        }
+        if set.is_empty() {
+            return Err(RelayError::InvalidParticipants("no participants".into()));
+        }
+        Ok(Self {
+            session,
+            participants: set,
+            round: None,
+            collected: BTreeMap::new(),
+        })
+    }
+
+    /// Records what `from` returned for `round`, after validating every message.
+    pub fn collect(
+        &mut self,
+        from: NodeId,
+        round: u16,
+        messages: Vec<SignedMessage>,
+    ) -> Result<(), RelayError> {
+        if !self.participants.contains(&from) {
+            return Err(RelayError::UnknownNode { node: from });
+        }
+        if self.collected.contains_key(&from) {
+            return Err(RelayError::AlreadyCollected { node: from });
+        }
+        let expected = *self.round.get_or_insert(round);
+        if round != expected {
+            return Err(RelayError::RoundMismatch {
+                node: from,
+                expected,
+                got: round,
+            });
+        }
+        let mut destinations = BTreeSet::new();
+        for signed in &messages {
+            let m = &signed.message;
+            if m.from != from {
+                return Err(RelayError::ForeignSender {
+                    node: from,
+                    claimed: m.from,
+                });
+            }
+            if m.session != self.session {
+                return Err(RelayError::WrongSession { node: from });
+            }
+            if m.round != round {
+                return Err(RelayError::WrongRound {
+                    node: from,
+                    expected: round,
+                    got: m.round,
+                });
+            }
+            if let Recipient::Node(to) = m.to
+                && (to == from || !self.participants.contains(&to))
+            {
+                return Err(RelayError::BadRecipient {
+                    node: from,
+                    to: m.to,
+                });
+            }
+            let key = match m.to {
+                Recipient::Broadcast => (0u8, 0u16),
+                Recipient::Node(to) => (1, to.get()),
+                Recipient::Coordinator => (2, 0),
+            };
+            if !destinations.insert(key) {
+                return Err(RelayError::DuplicateMessage {
+                    node: from,
+                    to: m.to,
+                });
+            }
+        }
+        self.collected.insert(from, messages);
+        Ok(())
+    }
+
+    /// Routes the round once every participant's output is in.
+    pub fn deliveries(self) -> Result<Deliveries, RelayError> {
+        let missing: Vec<NodeId> = self
+            .participants
+            .iter()
+            .copied()
+            .filter(|p| !self.collected.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RelayError::Missing { missing });
+        }
+        let mut out = Deliveries {
+            inbound: self.participants.iter().map(|p| (*p, Vec::new())).collect(),
+            ..Deliveries::default()
+        };
+        for signed in self.collected.into_values().flatten() {
+            let from = signed.message.from;
+            match signed.message.to {
+                Recipient::Broadcast => {
+                    for (participant, inbound) in out.inbound.iter_mut() {
+                        if *participant != from {
+                            inbound.push(signed.clone());
+                        }
+                    }
+                    out.broadcasts.push(signed);
+                }
+                Recipient::Node(to) => {
+                    if let Some(inbound) = out.inbound.get_mut(&to) {
+                        inbound.push(signed);
+                    }
+                }
+                Recipient::Coordinator => out.to_coordinator.push(signed),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,323 @@
+//! Test harness for Sigil cluster tests.
+//!
+//! [`TestCluster::start`] runs a coordinator and `n` nodes in this process
+//! over real mutual TLS on `127.0.0.1:0`, in a temporary data directory
+//! with a fresh dev PKI (the same [`sigil_cli::local`] code `sigil up` uses).
+//! Helpers mint certificates (expired, foreign CA, wrong identity...), open
+//! raw TLS handshakes to observe rejections, and wait for server events with
+//! deadlines — never fixed ports, never sleeps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sigil_cli::connect::ClientContext;
+use sigil_cli::local::{ClusterSpec, LocalCluster};
+use sigil_tls::pki::{CertificateAuthority, IssuedCertificate, PkiLayout, Validity};
+use sigil_tls::{ConnectionEvent, Identity, RejectReason, TlsFiles};
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+use tonic::transport::Channel;
+
+pub use sigil_cli;
+
+/// How long a test waits for something that should happen promptly.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A running in-process cluster and its temporary directory.
+pub struct TestCluster {
+    pub cluster: LocalCluster,
+    pub pki: PkiLayout,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs a test log subscriber once (respects `SIGIL_LOG`).
+pub fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestCluster {
+    /// Starts a coordinator and `nodes` nodes.
+    pub async fn start(nodes: u16) -> Result<Self> {
+        Self::start_with(nodes, None).await
+    }
+
+    /// Starts a cluster whose nodes are adjusted by `customize` before they serve.
+    pub async fn start_with(
+        nodes: u16,
+        customize: Option<sigil_cli::local::NodeCustomizer>,
+    ) -> Result<Self> {
+        init_logging();
+        sigil_tls::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let mut spec = ClusterSpec::new(dir.path(), nodes);
+        spec.customize_node = customize;
+        let cluster = LocalCluster::start(spec).await?;
+        let pki = PkiLayout::new(dir.path().join("pki"));
+        Ok(Self { cluster, pki, dir })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Client context of one of the dev identities (`signer`, `operator`, `auditor`).
+    pub fn client(&self, name: &str) -> Result<ClientContext> {
+        Ok(ClientContext::load(self.dir.path(), name)?)
+    }
+
+    /// Client context presenting arbitrary TLS files.
+    pub fn client_with(&self, files: TlsFiles) -> Result<ClientContext> {
+        Ok(ClientContext::with_files(self.cluster.info.clone(), files)?)
+    }
+
+    /// A channel to the coordinator as dev client `name`.
+    pub fn coordinator_as(&self, name: &str) -> Result<Channel> {
+        Ok(self.client(name)?.coordinator()?)
+    }
+
+    /// The cluster's CA, able to mint more certificates.
+    pub fn ca(&self) -> Result<CertificateAuthority> {
+        Ok(CertificateAuthority::load(
+            &self.pki.ca_cert(),
+            &self.pki.ca_key(),
+            &self.cluster.info.trust_domain,
+        )?)
+    }
+
+    /// Writes `cert` under the test directory as `<stem>.pem/.key`, trusting the cluster CA.
+    pub fn write_identity(&self, stem: &str, cert: &IssuedCertificate) -> Result<TlsFiles> {
+        let dir = self.dir.path().join("extra");
+        let files = TlsFiles {
+            ca: self.pki.ca_cert(),
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        cert.write(&files.cert, &files.key)?;
+        Ok(files)
+    }
+
+    /// Issues and writes a certificate for `identity` from the cluster CA.
+    pub fn issue(&self, stem: &str, identity: &Identity, validity: Validity) -> Result<TlsFiles> {
+        let cert = self.ca()?.issue(identity, validity)?;
+        self.write_identity(stem, &cert)
+    }
+
+    pub fn node_addr(&self, id: u16) -> Result<SocketAddr> {
+        self.cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr)
+            .context("no such node")
+    }
+
+    pub async fn shutdown(self) {
+        self.cluster.shutdown().await;
+    }
+
+    /// Stops every server but keeps the data directory, for inspecting what is on disk.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.cluster.shutdown().await;
+        self.dir
+    }
+}
+
+/// Waits for the first `Rejected` event, skipping accepted connections.
+pub async fn next_rejection(
+    events: &mut broadcast::Receiver<ConnectionEvent>,
+) -> Result<(SocketAddr, RejectReason)> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectionEvent::Rejected { peer, reason }) => return Ok((peer, reason)),
+                Ok(ConnectionEvent::Accepted(_)) => continue,
+                Err(e) => return Err(anyhow::anyhow!("event stream ended: {e}")),
+            }
+        }
+    })
+    .await
+    .context("no rejection event before the deadline")?
+}
+
+/// Outcome of a raw TLS handshake attempt.
+#[derive(Debug)]
+pub struct Handshake {
+    /// Our local address, as the server sees it.
+    pub local: SocketAddr,
+    /// Ok if the connection was usable after the handshake.
+    pub result: std::io::Result<Vec<rustls_pki_types::CertificateDer<'static>>>,
+}
+
+/// Connects to `addr` with `config`, completes the handshake and reads once
+/// (TLS 1.3 servers reject client certificates after the client finishes, so
+/// the rejection arrives as an alert on the first read). Returns the server's
+/// certificate chain when the connection is accepted.
+pub async fn raw_handshake(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Handshake> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let local = tcp.local_addr()?;
+    let name = rustls_pki_types::ServerName::try_from("sigil.invalid")?;
+    let result = async {
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        let chain = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        // An HTTP/2 server speaks first (SETTINGS); a rejecting one sends an alert.
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(DEADLINE, tls.read(&mut buf)).await {
+            Ok(Ok(0)) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed by server",
+            )),
+            Ok(Ok(_)) => Ok(chain),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer",
+            )),
+        }
+    }
+    .await;
+    Ok(Handshake { local, result })
+}
+
+/// A client config that presents no certificate (and, being a test probe of
+/// the server's checks, does not verify the server).
+pub fn config_without_client_cert() -> Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server verifier that accepts anything: for probes that test the *server's* checks.
+pub fn accept_any_server() -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
+    Arc::new(AcceptAnyServer(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    )))
+}
+
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Drives nodes directly with the coordinator's own identity, so tests can
+/// play a compromised coordinator: replay, drop, alter or misroute messages.
+pub struct RogueCoordinator {
+    ctx: ClientContext,
+}
+
+impl std::fmt::Debug for RogueCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RogueCoordinator")
+    }
+}
+
+impl RogueCoordinator {
+    pub fn new(tc: &TestCluster) -> Result<Self> {
+        Ok(Self {
+            ctx: tc.client_with(tc.pki.identity_files(&Identity::Coordinator))?,
+        })
+    }
+
+    pub fn node(&self, id: u16) -> Result<sigil_proto::v1::node_client::NodeClient<Channel>> {
+        Ok(sigil_proto::v1::node_client::NodeClient::new(
+            self.ctx.node(id)?,
+        ))
+    }
+
+    /// The identities the real coordinator would relay.
+    pub async fn identities(&self, ids: &[u16]) -> Result<Vec<sigil_proto::v1::NodeIdentity>> {
+        let mut out = Vec::new();
+        for id in ids {
+            let info = self
+                .node(*id)?
+                .get_info(sigil_proto::v1::GetInfoRequest {})
+                .await?
+                .into_inner();
+            out.push(info.identity.context("node reported no identity")?);
+        }
+        Ok(out)
+    }
+}
+
+/// A fresh random session id.
+pub fn session_id() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    // Two independent SipHash outputs seeded by the OS: unique per test run.
+    let mut out = Vec::with_capacity(16);
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        out.extend_from_slice(&h.finish().to_be_bytes());
+    }
+    out
+}
