@@ -1,14 +1,14 @@
-//! In-process, crypto-only FROST signing throughput: the baseline `sigil
-//! bench sign` compares a running cluster against.
+//! In-process, crypto-only signing throughput (FROST or DKLs23 ECDSA): the
+//! baseline `sigil bench sign` compares a running cluster against.
 //!
 //! One thread plays every party. A DKG for the scheme and `t`-of-`n` shape
 //! of the benchmarked key runs once; then, until the time budget is spent,
 //! each iteration does exactly the cryptographic work of one cluster
-//! signature: every signer's round 1 (nonces, commitment) and round 2
-//! (signature share), each wrapped in a [`SecureSession`] (sender
+//! signature: every signer's rounds (FROST: nonces and commitment, then the
+//! signature share; ECDSA: the three DKLs23 signing phases), each wrapped in a [`SecureSession`] (sender
 //! signatures with ECDSA P-256 identity keys like the nodes' certificate
 //! keys, HPKE for direct messages) and routed through a [`RoundRelay`], then
-//! the coordinator's [`SigningAggregator`] (share verification, aggregation,
+//! the coordinator's [`Aggregator`] (share verification, aggregation,
 //! verification of the final signature). Nothing else: no gRPC, TLS,
 //! storage, key-share unsealing or participant certificate checks — those
 //! are what the cluster adds on top of this figure.
@@ -24,10 +24,10 @@ use ring::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
     UnparsedPublicKey,
 };
+use sigil_protocol::engine::{self, Aggregator, DkgOutput, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{
     EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier, SecureSession,
 };
-use sigil_protocol::frost::{self, DkgOutput, KeyShare, SigningAggregator};
 use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
 use sigil_protocol::{NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
 
@@ -239,7 +239,7 @@ fn dkg(
     let session = random_session();
     let mut sessions = BTreeMap::new();
     for &me in &parties.ids {
-        let protocol = frost::new_dkg(scheme, session, me, &parties.ids, threshold, &mut OsRng)?;
+        let protocol = engine::new_dkg(scheme, session, me, &parties.ids, threshold, &mut OsRng)?;
         sessions.insert(me, parties.secure(me, protocol)?);
     }
     Ok(drive(session, sessions, "DKG")?.0)
@@ -252,37 +252,37 @@ fn sign_once(
     signers: &[NodeId],
     shares: &BTreeMap<NodeId, KeyShare>,
     public_key_package: &[u8],
+    public_key: &[u8],
     message: &[u8],
 ) -> Result<Vec<u8>, BaselineError> {
     let session = random_session();
+    let input = SignInput::new(scheme, message, Encoding::Raw, "")?;
     let mut sessions = BTreeMap::new();
     for &me in signers {
         let share = shares
             .get(&me)
             .ok_or_else(|| BaselineError::Parameters(format!("no key share for {me}")))?;
-        let protocol = frost::new_signer(scheme, session, me, signers, share, message, &mut OsRng)?;
+        let protocol = engine::new_signer(share, session, me, signers, &input, &mut OsRng)?;
         sessions.insert(me, parties.secure(me, protocol)?);
     }
     let (_, rounds) = drive(session, sessions, "signing")?;
-    let mut aggregator =
-        SigningAggregator::new(scheme, session, public_key_package, signers, message)?;
-    let (Some(round1), Some(round2)) = (rounds.first(), rounds.get(1)) else {
-        return Err(BaselineError::Unfinished("signing"));
-    };
-    aggregator.add_commitments(
-        round1
-            .broadcasts
-            .iter()
-            .map(|m| m.message.clone())
-            .collect(),
+    let mut aggregator = Aggregator::new(
+        scheme,
+        session,
+        public_key_package,
+        public_key,
+        signers,
+        &input,
     )?;
-    Ok(aggregator.aggregate(
-        round2
-            .to_coordinator
-            .iter()
-            .map(|m| m.message.clone())
-            .collect(),
-    )?)
+    let broadcasts: Vec<Vec<_>> = rounds
+        .iter()
+        .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
+        .collect();
+    let finals = rounds
+        .last()
+        .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
+        .ok_or(BaselineError::Unfinished("signing"))?;
+    Ok(aggregator.aggregate(&broadcasts, finals)?.bytes)
 }
 
 /// Measures in-process signing throughput for `scheme` with a `threshold`-of-
@@ -296,9 +296,9 @@ pub fn run(
     message_size: usize,
     duration: Duration,
 ) -> Result<Baseline, BaselineError> {
-    if !Scheme::FROST.contains(&scheme) {
+    if scheme == Scheme::EcdsaSecp256k1 && message_size != 32 {
         return Err(BaselineError::Parameters(format!(
-            "no in-process baseline for {scheme}"
+            "{scheme} signs 32-byte digests; message size must be 32"
         )));
     }
     if threshold < 2 || threshold > participants {
@@ -317,10 +317,10 @@ pub fn run(
         .iter()
         .map(|(id, o)| (*id, o.key_share.clone()))
         .collect();
-    let public_key_package = outputs
+    let (public_key_package, public_key) = outputs
         .values()
         .next()
-        .map(|o| o.public_key_package.clone())
+        .map(|o| (o.public_key_package.clone(), o.public_key.clone()))
         .ok_or(BaselineError::Unfinished("DKG"))?;
     let signers = &parties.ids[..usize::from(threshold)];
     let mut message = vec![0u8; message_size];
@@ -335,6 +335,7 @@ pub fn run(
             signers,
             &shares,
             &public_key_package,
+            &public_key,
             &message,
         )?;
         signatures += 1;
@@ -356,8 +357,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn baseline_signs_with_every_frost_scheme() {
-        for scheme in Scheme::FROST {
+    fn baseline_signs_with_every_scheme() {
+        for scheme in Scheme::ALL {
             let b = run(scheme, 2, 3, 32, Duration::ZERO).expect("baseline");
             assert_eq!(b.signatures, 1, "{scheme}");
             assert!(b.throughput() > 0.0, "{scheme}");
@@ -369,6 +370,6 @@ mod tests {
         assert!(run(Scheme::FrostSecp256k1, 1, 3, 32, Duration::ZERO).is_err());
         assert!(run(Scheme::FrostSecp256k1, 4, 3, 32, Duration::ZERO).is_err());
         assert!(run(Scheme::FrostSecp256k1, 2, 3, 0, Duration::ZERO).is_err());
-        assert!(run(Scheme::EcdsaSecp256k1, 2, 3, 32, Duration::ZERO).is_err());
+        assert!(run(Scheme::EcdsaSecp256k1, 2, 3, 33, Duration::ZERO).is_err());
     }
 }

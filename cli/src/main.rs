@@ -17,6 +17,7 @@ use sigil_proto::v1 as pb;
 use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::signing_client::SigningClient;
 use sigil_protocol::Scheme;
+use sigil_protocol::engine::{self, Encoding, SignInput};
 use sigil_tls::TrustDomain;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -68,6 +69,11 @@ enum Command {
     Sign(SignArgs),
     /// Verify a signature offline (no cluster needed). Exits non-zero unless it is valid.
     Verify(VerifyArgs),
+    /// Ethereum helpers for ECDSA keys.
+    Eth {
+        #[command(subcommand)]
+        command: EthCommand,
+    },
     /// Benchmarks against a running cluster.
     Bench {
         #[command(subcommand)]
@@ -107,11 +113,47 @@ struct SignArgs {
     /// Default: a fresh random one, printed so the request can be retried.
     #[arg(long, value_name = "K")]
     idempotency_key: Option<String>,
+    /// ECDSA: BIP-32 non-hardened derivation path of the child key, e.g. m/0/7.
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
+    /// ECDSA: how the message becomes the signed digest. `none`: the message
+    /// is the 32-byte digest; `keccak256` (Ethereum) or `sha256` (Bitcoin):
+    /// every node hashes the message itself.
+    #[arg(long, value_enum, default_value_t = HashArg::None)]
+    hash: HashArg,
+}
+
+/// `--hash` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum HashArg {
+    None,
+    Keccak256,
+    Sha256,
+}
+
+impl HashArg {
+    fn encoding(self) -> pb::MessageEncoding {
+        match self {
+            Self::None => pb::MessageEncoding::Raw,
+            Self::Keccak256 => pb::MessageEncoding::Keccak256,
+            Self::Sha256 => pb::MessageEncoding::Sha256,
+        }
+    }
+}
+
+impl From<HashArg> for Encoding {
+    fn from(h: HashArg) -> Self {
+        match h {
+            HashArg::None => Encoding::Raw,
+            HashArg::Keccak256 => Encoding::Keccak256,
+            HashArg::Sha256 => Encoding::Sha256,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
 struct VerifyArgs {
-    /// frost-secp256k1, frost-taproot or frost-ed25519.
+    /// frost-secp256k1, frost-taproot, frost-ed25519 or ecdsa-secp256k1.
     #[arg(long)]
     scheme: String,
     /// Group public key, hex, in the scheme's standard encoding.
@@ -119,9 +161,55 @@ struct VerifyArgs {
     public_key: String,
     #[command(flatten)]
     message: MessageArgs,
-    /// Signature, hex, in the scheme's standard encoding.
+    /// Signature, hex, in the scheme's standard encoding (ECDSA: 64-byte r‖s).
     #[arg(long, value_name = "HEX")]
     signature: String,
+    /// ECDSA: how the message becomes the digest (as for `sign`).
+    #[arg(long, value_enum, default_value_t = HashArg::None)]
+    hash: HashArg,
+}
+
+#[derive(Subcommand, Debug)]
+enum EthCommand {
+    /// Sign an EIP-1559 transaction with an ECDSA key and print the raw
+    /// signed transaction. The nodes receive the unsigned transaction and
+    /// hash it themselves (Keccak-256), so each knows what it signs.
+    SignTx(EthSignTxArgs),
+}
+
+#[derive(Args, Debug)]
+struct EthSignTxArgs {
+    /// ECDSA key id.
+    #[arg(long, value_name = "ID")]
+    key: String,
+    /// BIP-32 non-hardened derivation path of the sending account, e.g. m/0/7.
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
+    #[arg(long)]
+    chain_id: u64,
+    #[arg(long)]
+    nonce: u64,
+    /// Recipient, 0x-prefixed (EIP-55 checksum checked when mixed case). Omit to create a contract.
+    #[arg(long, value_name = "ADDRESS")]
+    to: Option<String>,
+    /// Value in wei (decimal).
+    #[arg(long, value_name = "WEI", default_value = "0")]
+    value: String,
+    /// Gas limit.
+    #[arg(long)]
+    gas: u64,
+    /// Max fee per gas, wei.
+    #[arg(long, value_name = "WEI")]
+    max_fee: u128,
+    /// Max priority fee per gas, wei.
+    #[arg(long, value_name = "WEI")]
+    max_priority_fee: u128,
+    /// Call data, hex.
+    #[arg(long, value_name = "HEX")]
+    data: Option<String>,
+    /// Idempotency key (default: random, printed).
+    #[arg(long, value_name = "K")]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,10 +220,18 @@ enum BenchCommand {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["key", "scheme"])))]
 struct BenchSignArgs {
     /// Key id to sign with.
     #[arg(long, value_name = "ID")]
-    key: String,
+    key: Option<String>,
+    /// Create a fresh key of this scheme (as `operator`, every node, threshold
+    /// `--threshold`) and sign with it.
+    #[arg(long, value_parser = parse_scheme_arg)]
+    scheme: Option<Scheme>,
+    /// Threshold of the key created with `--scheme`.
+    #[arg(long, default_value_t = 2, requires = "scheme")]
+    threshold: u32,
     /// Requests in flight at any time.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -182,7 +278,7 @@ enum DevCommand {
 enum KeyCommand {
     /// Create a key by distributed key generation among the nodes (acts as `operator`).
     Create {
-        /// frost-secp256k1, frost-taproot or frost-ed25519.
+        /// frost-secp256k1, frost-taproot, frost-ed25519 or ecdsa-secp256k1.
         #[arg(long, value_parser = parse_scheme_arg)]
         scheme: Scheme,
         /// Signatures need this many nodes.
@@ -306,6 +402,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Key { command } => key(&cli, &data_dir, command).await?,
         Command::Sign(args) => sign(&cli, &data_dir, args).await?,
         Command::Verify(args) => verify(&cli, args)?,
+        Command::Eth {
+            command: EthCommand::SignTx(args),
+        } => eth_sign_tx(&cli, &data_dir, args).await?,
         Command::Bench {
             command: BenchCommand::Sign(args),
         } => bench_sign(&cli, &data_dir, args).await?,
@@ -400,7 +499,10 @@ async fn key(cli: &Cli, data_dir: &Path, command: &KeyCommand) -> Result<()> {
                 .into_inner()
                 .cleared;
             if cli.json {
-                println!("{}", json!({ "key_id": key, "node_id": node, "cleared": cleared }));
+                println!(
+                    "{}",
+                    json!({ "key_id": key, "node_id": node, "cleared": cleared })
+                );
             } else {
                 println!("cleared {cleared} exclusion record(s) of node {node} for key {key}");
             }
@@ -447,53 +549,75 @@ fn print_key(k: &pb::KeyInfo) {
     }
 }
 
+/// Sends one sign request. On failure prints the idempotency key, so the
+/// caller can retry safely (a timed-out request may still have signed; a
+/// retry with the same key never signs twice).
+async fn request_signature(
+    data_dir: &Path,
+    cli: &Cli,
+    request: pb::SignRequest,
+) -> Result<pb::SignResponse> {
+    let ctx = ClientContext::load(data_dir, cli.as_client.as_deref().unwrap_or("signer"))?;
+    let idempotency_key = request.idempotency_key.clone();
+    match SigningClient::new(ctx.coordinator()?).sign(request).await {
+        Ok(r) => Ok(r.into_inner()),
+        Err(status) => {
+            eprintln!(
+                "idempotency key: {idempotency_key} (retry with --idempotency-key {idempotency_key})"
+            );
+            Err(status.into())
+        }
+    }
+}
+
 async fn sign(cli: &Cli, data_dir: &Path, args: &SignArgs) -> Result<()> {
     let message = args.message.read()?;
-    let ctx = ClientContext::load(data_dir, cli.as_client.as_deref().unwrap_or("signer"))?;
     let idempotency_key = args
         .idempotency_key
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let result = SigningClient::new(ctx.coordinator()?)
-        .sign(pb::SignRequest {
+    let resp = request_signature(
+        data_dir,
+        cli,
+        pb::SignRequest {
             key_id: args.key.clone(),
             message,
             idempotency_key: idempotency_key.clone(),
-            encoding: pb::MessageEncoding::Raw as i32,
+            derivation_path: args.path.clone().unwrap_or_default(),
+            encoding: args.hash.encoding() as i32,
             ..Default::default()
-        })
-        .await;
-    let resp = match result {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            // The outcome is unknown to the caller (a timeout may still have
-            // signed): retrying with the same key is safe and never signs twice.
-            eprintln!(
-                "idempotency key: {idempotency_key} (retry with --idempotency-key {idempotency_key})"
-            );
-            return Err(status.into());
-        }
-    };
+        },
+    )
+    .await?;
+    let ecdsa = resp.scheme == pb::Scheme::EcdsaSecp256k1 as i32;
     let signers: Vec<u32> = resp.signers.clone();
     if cli.json {
-        println!(
-            "{}",
-            json!({
-                "key_id": args.key,
-                "signature": hex::encode(&resp.signature),
-                "public_key": hex::encode(&resp.public_key),
-                "scheme": scheme_name(resp.scheme),
-                "signers": signers,
-                "session_id": resp.session_id,
-                "idempotency_key": idempotency_key,
-                "replayed": resp.replayed,
-            })
-        );
+        let mut out = json!({
+            "key_id": args.key,
+            "signature": hex::encode(&resp.signature),
+            "public_key": hex::encode(&resp.public_key),
+            "scheme": scheme_name(resp.scheme),
+            "signers": signers,
+            "session_id": resp.session_id,
+            "idempotency_key": idempotency_key,
+            "replayed": resp.replayed,
+        });
+        if ecdsa {
+            out["recovery_id"] = json!(resp.recovery_id);
+            out["derivation_path"] = json!(args.path.clone().unwrap_or_else(|| "m".into()));
+        }
+        println!("{out}");
     } else {
         let signers: Vec<String> = signers.iter().map(ToString::to_string).collect();
         println!("signature        {}", hex::encode(&resp.signature));
         println!("public key       {}", hex::encode(&resp.public_key));
         println!("scheme           {}", scheme_name(resp.scheme));
+        if ecdsa {
+            println!("recovery id      {}", resp.recovery_id);
+            if let Some(path) = &args.path {
+                println!("path             {path}");
+            }
+        }
         println!("signers          nodes {}", signers.join(", "));
         println!("session          {}", resp.session_id);
         println!("idempotency key  {idempotency_key}");
@@ -506,13 +630,114 @@ async fn sign(cli: &Cli, data_dir: &Path, args: &SignArgs) -> Result<()> {
     Ok(())
 }
 
+async fn eth_sign_tx(cli: &Cli, data_dir: &Path, args: &EthSignTxArgs) -> Result<()> {
+    let tx = sigil_chains::Eip1559Tx {
+        chain_id: args.chain_id,
+        nonce: args.nonce,
+        max_priority_fee_per_gas: args.max_priority_fee,
+        max_fee_per_gas: args.max_fee,
+        gas_limit: args.gas,
+        to: args
+            .to
+            .as_deref()
+            .map(sigil_chains::parse_address)
+            .transpose()
+            .context("--to")?,
+        value: args
+            .value
+            .parse::<sigil_chains::U256>()
+            .context("--value must be a decimal number of wei")?,
+        data: match &args.data {
+            Some(d) => input::decode_hex("data", d)?,
+            None => Vec::new(),
+        },
+    };
+    tx.validate()?;
+    let idempotency_key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let resp = request_signature(
+        data_dir,
+        cli,
+        pb::SignRequest {
+            key_id: args.key.clone(),
+            // The unsigned transaction itself: each node hashes it (and can
+            // check what it pays) rather than signing an opaque digest.
+            message: tx.signing_payload(),
+            idempotency_key: idempotency_key.clone(),
+            derivation_path: args.path.clone().unwrap_or_default(),
+            encoding: pb::MessageEncoding::Keccak256 as i32,
+            ..Default::default()
+        },
+    )
+    .await?;
+    if resp.scheme != pb::Scheme::EcdsaSecp256k1 as i32 {
+        bail!(
+            "key {} is a {} key; Ethereum transactions need ecdsa-secp256k1",
+            args.key,
+            scheme_name(resp.scheme)
+        );
+    }
+    let (r, s) = resp
+        .signature
+        .split_at_checked(32)
+        .filter(|(_, s)| s.len() == 32)
+        .context("the coordinator returned a signature that is not 64 bytes")?;
+    let r: [u8; 32] = r.try_into()?;
+    let s: [u8; 32] = s.try_into()?;
+    let recovery_id = u8::try_from(resp.recovery_id).context("recovery id out of range")?;
+    // Check before printing: the signature must recover to the key's address.
+    let signature = sigil_chains::RecoverableSignature::from_prehash(
+        &resp.public_key,
+        &tx.signing_hash(),
+        &r,
+        &s,
+    )
+    .context("the signature does not verify under the key")?;
+    if signature.recovery_id != recovery_id {
+        bail!(
+            "the coordinator reported recovery id {recovery_id}, the signature recovers with {}",
+            signature.recovery_id
+        );
+    }
+    let raw = tx.encode_with_signature(&signature)?;
+    let from = sigil_chains::ethereum_address(&resp.public_key)?;
+    let hash = sigil_chains::eip1559::transaction_hash(&raw);
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "raw_transaction": format!("0x{}", hex::encode(&raw)),
+                "transaction_hash": format!("0x{}", hex::encode(hash)),
+                "from": from,
+                "key_id": args.key,
+                "derivation_path": args.path.clone().unwrap_or_else(|| "m".into()),
+                "signature": hex::encode(&resp.signature),
+                "recovery_id": recovery_id,
+                "idempotency_key": idempotency_key,
+                "replayed": resp.replayed,
+            })
+        );
+    } else {
+        println!("raw transaction  0x{}", hex::encode(&raw));
+        println!("tx hash          0x{}", hex::encode(hash));
+        println!("from             {from}");
+        println!("idempotency key  {idempotency_key}");
+    }
+    Ok(())
+}
+
 fn verify(cli: &Cli, args: &VerifyArgs) -> Result<()> {
     let checked = (|| -> Result<()> {
         let scheme = parse_scheme_arg(&args.scheme).map_err(anyhow::Error::msg)?;
         let public_key = input::decode_hex("public key", &args.public_key)?;
         let signature = input::decode_hex("signature", &args.signature)?;
         let message = args.message.read()?;
-        sigil_protocol::frost::verify(scheme, &public_key, &message, &signature)
+        // The same validation and hashing as the cluster's; no path: the
+        // public key given is the (child) key that signed.
+        let input = SignInput::new(scheme, &message, args.hash.into(), "")?;
+        engine::verify(scheme, &public_key, &input, &signature)
             .context("signature is not valid")?;
         Ok(())
     })();
@@ -538,7 +763,7 @@ async fn bench_sign(cli: &Cli, data_dir: &Path, args: &BenchSignArgs) -> Result<
     if args.concurrency == 0 || args.connections == 0 {
         bail!("--concurrency and --connections must be at least 1");
     }
-    let max = sigil_coordinator::ops::MAX_MESSAGE_LEN;
+    let max = sigil_protocol::engine::MAX_MESSAGE_LEN;
     if args.message_size == 0 || args.message_size > max {
         bail!("--message-size must be between 1 and {max}");
     }
@@ -548,6 +773,26 @@ async fn bench_sign(cli: &Cli, data_dir: &Path, args: &BenchSignArgs) -> Result<
     let duration = match (args.duration, args.requests) {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d,
+    };
+    let key_id = match (&args.key, args.scheme) {
+        (Some(key), _) => key.clone(),
+        (None, Some(scheme)) => {
+            let ctx = ClientContext::load(data_dir, "operator")?;
+            KeyAdminClient::new(ctx.coordinator()?)
+                .create_key(pb::CreateKeyRequest {
+                    scheme: scheme_to_wire(scheme) as i32,
+                    threshold: args.threshold,
+                    nodes: Vec::new(),
+                    label: "sigil bench".into(),
+                })
+                .await
+                .with_context(|| format!("creating a {scheme} key to benchmark"))?
+                .into_inner()
+                .key
+                .context("the coordinator returned no key")?
+                .key_id
+        }
+        (None, None) => bail!("--key or --scheme is required"),
     };
     let client_name = cli.as_client.as_deref().unwrap_or("signer");
     let ctx = ClientContext::load(data_dir, client_name)?;
@@ -562,31 +807,32 @@ async fn bench_sign(cli: &Cli, data_dir: &Path, args: &BenchSignArgs) -> Result<
         let message = vec![0x5a; args.message_size];
         let resp = SigningClient::new(channel.clone())
             .sign(pb::SignRequest {
-                key_id: args.key.clone(),
+                key_id: key_id.clone(),
                 message: message.clone(),
                 idempotency_key: format!("{prefix}-warmup-{i}"),
                 encoding: pb::MessageEncoding::Raw as i32,
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("warm-up signature with key {}", args.key))?
+            .with_context(|| format!("warm-up signature with key {key_id}"))?
             .into_inner();
         let scheme = sigil_proto::convert::scheme_from_wire(resp.scheme)
             .context("the coordinator returned no scheme")?;
-        sigil_protocol::frost::verify(scheme, &resp.public_key, &message, &resp.signature)
+        let input = SignInput::new(scheme, &message, Encoding::Raw, "")?;
+        engine::verify(scheme, &resp.public_key, &input, &resp.signature)
             .context("the warm-up signature does not verify")?;
         warm = Some((scheme, resp.signers.len()));
         channels.push(channel);
     }
     let (scheme, signers) = warm.context("no warm-up request ran")?;
     let threshold = u16::try_from(signers).context("signer count out of range")?;
-    let participants = key_participants(data_dir, &args.key)
+    let participants = key_participants(data_dir, &key_id)
         .await
         .unwrap_or(ctx.info.nodes.len());
     let participants = u16::try_from(participants).context("participant count out of range")?;
 
     let spec = LoadSpec {
-        key_id: args.key.clone(),
+        key_id: key_id.clone(),
         concurrency: args.concurrency,
         requests: args.requests,
         duration,
@@ -596,7 +842,7 @@ async fn bench_sign(cli: &Cli, data_dir: &Path, args: &BenchSignArgs) -> Result<
     if !cli.json {
         eprintln!(
             "signing with {} ({scheme}, {threshold}-of-{participants}): concurrency {}, {} connection(s), {}-byte messages, {}...",
-            args.key,
+            key_id,
             args.concurrency,
             args.connections,
             args.message_size,
@@ -651,7 +897,7 @@ async fn bench_sign(cli: &Cli, data_dir: &Path, args: &BenchSignArgs) -> Result<
         println!(
             "{}",
             json!({
-                "key_id": args.key,
+                "key_id": key_id,
                 "scheme": scheme.name(),
                 "threshold": threshold,
                 "participants": participants,
@@ -751,6 +997,7 @@ fn key_json(k: &pb::KeyInfo) -> serde_json::Value {
         "participants": k.participants,
         "public_key": hex::encode(&k.public_key),
         "addresses": k.addresses,
+        "ethereum_address": k.addresses.get("ethereum"),
         "epoch": k.epoch,
         "label": k.label,
         "created_at": k.created_at,

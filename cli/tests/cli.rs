@@ -391,3 +391,101 @@ async fn verify_works_offline_with_independent_signatures() {
     .await;
     assert!(!out.status.success(), "{}", describe(&out));
 }
+
+#[tokio::test]
+async fn ecdsa_key_create_sign_with_path_verify_and_eth_sign_tx() {
+    let env = Env::start().await;
+    let key = env.create_key("ecdsa-secp256k1", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let public_key = str_field(&key, "public_key").to_owned();
+    assert_eq!(hex::decode(&public_key).expect("hex").len(), 33);
+    let address = str_field(&key, "ethereum_address");
+    assert!(address.starts_with("0x") && address.len() == 42, "{key}");
+
+    // Sign a message that every node hashes with Keccak-256, under a child key.
+    let signed = env
+        .json(&[
+            "sign",
+            "--key",
+            &key_id,
+            "--message-hex",
+            "68656c6c6f",
+            "--hash",
+            "keccak256",
+            "--path",
+            "m/0/7",
+        ])
+        .await;
+    let signature = str_field(&signed, "signature").to_owned();
+    let child = str_field(&signed, "public_key").to_owned();
+    assert_eq!(hex::decode(&signature).expect("hex").len(), 64);
+    assert!(
+        signed["recovery_id"].as_u64().is_some_and(|r| r <= 3),
+        "{signed}"
+    );
+    assert_ne!(child, public_key, "the child key signed");
+    let mut args = verify_args("ecdsa-secp256k1", &child, "68656c6c6f", &signature);
+    args.extend(["--hash", "keccak256"]);
+    assert_eq!(env.json(&args).await["valid"], true);
+    // Under the master key, or with the wrong hash, it does not verify.
+    let mut args = verify_args("ecdsa-secp256k1", &public_key, "68656c6c6f", &signature);
+    args.extend(["--hash", "keccak256"]);
+    assert!(!env.sigil(&args).await.status.success());
+    let mut args = verify_args("ecdsa-secp256k1", &child, "68656c6c6f", &signature);
+    args.extend(["--hash", "sha256"]);
+    assert!(!env.sigil(&args).await.status.success());
+
+    // A hardened path is refused with a clear error.
+    let out = env
+        .sigil(&[
+            "sign",
+            "--key",
+            &key_id,
+            "--message-hex",
+            &"11".repeat(32),
+            "--path",
+            "m/0'",
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hardened"),
+        "{}",
+        describe(&out)
+    );
+
+    // An EIP-1559 transaction, signed and assembled.
+    let tx = env
+        .json(&[
+            "eth",
+            "sign-tx",
+            "--key",
+            &key_id,
+            "--path",
+            "m/0/7",
+            "--chain-id",
+            "1",
+            "--nonce",
+            "3",
+            "--to",
+            "0x1111111111111111111111111111111111111111",
+            "--value",
+            "1000000000000000000",
+            "--gas",
+            "21000",
+            "--max-fee",
+            "40000000000",
+            "--max-priority-fee",
+            "2000000000",
+        ])
+        .await;
+    let raw = str_field(&tx, "raw_transaction");
+    assert!(raw.starts_with("0x02"), "{tx}");
+    let child_address = {
+        let from = str_field(&tx, "from");
+        assert!(from.starts_with("0x") && from.len() == 42);
+        from.to_owned()
+    };
+    assert_ne!(child_address, address, "sent from the child account");
+    env.stop().await;
+}

@@ -45,9 +45,11 @@ impl NodePool {
         tls: Arc<ReloadableTls>,
         timeout: Duration,
     ) -> Result<Self, CoordinatorError> {
+        // No channel-wide request timeout: every call sets its own deadline
+        // (a DKLs23 DKG round may take far longer than a signing round).
         let opts = DialOptions {
             connect_timeout: timeout,
-            request_timeout: Some(timeout),
+            request_timeout: None,
         };
         let nodes = nodes
             .iter()

@@ -15,7 +15,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sigil_proto::convert::{scheme_from_wire, scheme_to_wire};
 use sigil_proto::v1 as pb;
-use sigil_protocol::frost::{self, SigningAggregator};
+use sigil_protocol::engine::{self, Aggregator, Encoding, SignInput};
+use sigil_protocol::frost;
 use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
 
 use crate::CoordinatorError;
@@ -23,8 +24,6 @@ use crate::driver::{DriveError, drive};
 use crate::service::Coordinator;
 use crate::store::{KeyRecord, Misbehaviour, SignClaim};
 
-/// Largest message accepted for signing.
-pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// How long an unfinished idempotency claim blocks a retry (a crashed coordinator's).
 const STALE_CLAIM_SECS: i64 = 120;
 /// Signing attempts per request (the first, plus retries after unavailable or misbehaving nodes).
@@ -54,7 +53,7 @@ fn valid_token(s: &str) -> bool {
 /// What one signing attempt ended with.
 enum Attempt {
     Signed {
-        signature: Vec<u8>,
+        signature: engine::Signature,
         signers: Vec<u16>,
         session: SessionId,
     },
@@ -74,11 +73,6 @@ impl Coordinator {
         req: pb::CreateKeyRequest,
     ) -> Result<KeyRecord, CoordinatorError> {
         let scheme = scheme_from_wire(req.scheme).map_err(invalid)?;
-        if !Scheme::FROST.contains(&scheme) {
-            return Err(CoordinatorError::Unimplemented(format!(
-                "{scheme} keys are not supported yet"
-            )));
-        }
         let mut ids: Vec<u16> = if req.nodes.is_empty() {
             self.nodes.nodes().iter().map(|n| n.endpoint.id).collect()
         } else {
@@ -125,9 +119,17 @@ impl Coordinator {
             ..Default::default()
         };
         tracing::info!(%key_id, %scheme, threshold, nodes = ?ids, session = %session, "creating key");
-        let transcript = drive(&self.nodes, &conns, session, start, 2, self.nodes.timeout())
-            .await
-            .map_err(|e| self.drive_failure("key creation", &key_id, session, e))?;
+        let steps = engine::dkg_steps(scheme) as u16;
+        let transcript = drive(
+            &self.nodes,
+            &conns,
+            session,
+            start,
+            steps,
+            self.dkg_timeout(scheme),
+        )
+        .await
+        .map_err(|e| self.drive_failure("key creation", &key_id, session, e))?;
 
         // Every node must report the same group key and public key package.
         let mut agreed: Option<pb::DkgOutput> = None;
@@ -180,23 +182,16 @@ impl Coordinator {
                 "idempotency_key is required (1-128 printable characters)".into(),
             ));
         }
-        if req.message.is_empty() || req.message.len() > MAX_MESSAGE_LEN {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "message must be 1 to {MAX_MESSAGE_LEN} bytes"
-            )));
-        }
         let key = self.key(&req.key_id).await?;
         let scheme: Scheme = key.scheme.parse().map_err(invalid)?;
-        if !req.derivation_path.is_empty() {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "{scheme} keys have no derivation paths"
-            )));
-        }
-        if req.encoding != pb::MessageEncoding::Raw as i32 {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "{scheme} signs the message as given; use encoding RAW"
-            )));
-        }
+        // Validated here for a clear error; every node validates it again itself.
+        let input = SignInput::new(
+            scheme,
+            &req.message,
+            encoding_from_wire(req.encoding)?,
+            &req.derivation_path,
+        )
+        .map_err(invalid)?;
         let digest = request_digest(&req);
         match self
             .store
@@ -228,7 +223,7 @@ impl Coordinator {
                 ));
             }
         }
-        let result = self.sign_with_retries(&key, scheme, &req).await;
+        let result = self.sign_with_retries(&key, scheme, &req, &input).await;
         match result {
             Ok(resp) => {
                 self.store
@@ -254,6 +249,7 @@ impl Coordinator {
         key: &KeyRecord,
         scheme: Scheme,
         req: &pb::SignRequest,
+        input: &SignInput,
     ) -> Result<pb::SignResponse, CoordinatorError> {
         // Nodes a protocol named as cheaters stay out of this key's quorums
         // until an operator clears them.
@@ -290,7 +286,9 @@ impl Coordinator {
                     let barred = if barred.is_empty() {
                         String::new()
                     } else {
-                        format!("; nodes {barred:?} are excluded after misbehaviour until an operator clears them")
+                        format!(
+                            "; nodes {barred:?} are excluded after misbehaviour until an operator clears them"
+                        )
                     };
                     return Err(CoordinatorError::Unavailable(format!(
                         "fewer than {} of the key's nodes can sign; waited on nodes {unusable:?} ({last_reason}){barred}",
@@ -298,17 +296,17 @@ impl Coordinator {
                     )));
                 }
             };
-            match self.sign_attempt(key, scheme, &quorum, req).await {
+            match self.sign_attempt(key, scheme, &quorum, req, input).await {
                 Attempt::Signed {
                     signature,
                     signers,
                     session,
                 } => {
                     return Ok(pb::SignResponse {
-                        signature,
-                        public_key: key.public_key.clone(),
+                        signature: signature.bytes,
+                        public_key: signature.public_key,
                         scheme: scheme_to_wire(scheme) as i32,
-                        recovery_id: 0,
+                        recovery_id: signature.recovery_id.map(u32::from).unwrap_or(0),
                         session_id: session.to_string(),
                         signers: signers.into_iter().map(u32::from).collect(),
                         replayed: false,
@@ -346,6 +344,7 @@ impl Coordinator {
         scheme: Scheme,
         quorum: &[crate::nodes::NodeConn],
         req: &pb::SignRequest,
+        input: &SignInput,
     ) -> Attempt {
         let session = random_session();
         let signers: Vec<u16> = quorum.iter().map(|n| n.endpoint.id).collect();
@@ -359,40 +358,48 @@ impl Coordinator {
                 key_id: key.key_id.clone(),
                 epoch: key.epoch,
                 message: req.message.clone(),
-                derivation_path: String::new(),
+                derivation_path: req.derivation_path.clone(),
                 authorization: None,
-                encoding: pb::MessageEncoding::Raw as i32,
+                encoding: req.encoding,
             })),
             ..Default::default()
         };
-        let transcript =
-            match drive(&self.nodes, quorum, session, start, 1, self.nodes.timeout()).await {
-                Ok(t) => t,
-                Err(e) => return self.attempt_failure(&key.key_id, session, e),
-            };
-        let mut aggregator = match SigningAggregator::new(
+        let steps = engine::sign_steps(scheme) as u16;
+        let transcript = match drive(
+            &self.nodes,
+            quorum,
+            session,
+            start,
+            steps,
+            self.nodes.timeout(),
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => return self.attempt_failure(&key.key_id, session, e),
+        };
+        let mut aggregator = match Aggregator::new(
             scheme,
             session,
             &key.public_key_package,
+            &key.public_key,
             &ids,
-            &req.message,
+            input,
         ) {
             Ok(a) => a,
             Err(e) => return Attempt::Fatal(CoordinatorError::Config(format!("aggregator: {e}"))),
         };
-        let commitments = transcript
+        let broadcasts: Vec<Vec<_>> = transcript
             .rounds
-            .first()
+            .iter()
             .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
-            .unwrap_or_default();
-        let shares = transcript
+            .collect();
+        let finals = transcript
             .rounds
-            .get(1)
+            .last()
             .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
             .unwrap_or_default();
-        let result = aggregator
-            .add_commitments(commitments)
-            .and_then(|()| aggregator.aggregate(shares));
+        let result = aggregator.aggregate(&broadcasts, finals);
         match result {
             Ok(signature) => {
                 tracing::info!(key_id = %key.key_id, session = %session, signers = ?signers, "signature issued");
@@ -598,6 +605,33 @@ impl Coordinator {
         Ok(u32::try_from(cleared).unwrap_or(u32::MAX))
     }
 
+    /// The DKG deadline per round: ECDSA's OT setup is far heavier than FROST's.
+    fn dkg_timeout(&self, scheme: Scheme) -> std::time::Duration {
+        let base = self.nodes.timeout();
+        match scheme {
+            Scheme::EcdsaSecp256k1 => base.max(std::time::Duration::from_secs(30)),
+            _ => base,
+        }
+    }
+
+    /// A key's public key (the child key for an ECDSA derivation path) and its addresses.
+    pub async fn public_key(
+        &self,
+        key_id: &str,
+        path: &str,
+    ) -> Result<pb::GetPublicKeyResponse, CoordinatorError> {
+        let key = self.key(key_id).await?;
+        let scheme: Scheme = key.scheme.parse().map_err(invalid)?;
+        let public_key =
+            engine::public_key_for(scheme, &key.public_key, &key.public_key_package, path)
+                .map_err(invalid)?;
+        Ok(pb::GetPublicKeyResponse {
+            addresses: addresses(&key.scheme, &public_key),
+            public_key,
+            scheme: scheme_to_wire(scheme) as i32,
+        })
+    }
+
     pub(crate) async fn key(&self, key_id: &str) -> Result<KeyRecord, CoordinatorError> {
         if !valid_token(key_id) {
             return Err(CoordinatorError::InvalidRequest(
@@ -628,10 +662,36 @@ fn request_digest(req: &pb::SignRequest) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// The wire encoding of a sign request's message.
+fn encoding_from_wire(v: i32) -> Result<Encoding, CoordinatorError> {
+    match pb::MessageEncoding::try_from(v) {
+        Ok(pb::MessageEncoding::Raw) => Ok(Encoding::Raw),
+        Ok(pb::MessageEncoding::Keccak256) => Ok(Encoding::Keccak256),
+        Ok(pb::MessageEncoding::Sha256) => Ok(Encoding::Sha256),
+        Err(_) => Err(CoordinatorError::InvalidRequest(format!(
+            "unknown message encoding {v}"
+        ))),
+    }
+}
+
 /// Chain addresses of a key, by chain name.
 pub fn addresses(scheme: &str, public_key: &[u8]) -> std::collections::HashMap<String, String> {
     let mut out = std::collections::HashMap::new();
     match scheme.parse::<Scheme>() {
+        Ok(Scheme::EcdsaSecp256k1) => {
+            if let Ok(a) = sigil_chains::ethereum_address(public_key) {
+                out.insert("ethereum".to_owned(), a);
+            }
+            if let Ok(a) = sigil_chains::tron_address(public_key) {
+                out.insert("tron".to_owned(), a);
+            }
+            if let Ok(a) = sigil_chains::bitcoin_p2wpkh_address(
+                public_key,
+                sigil_chains::BitcoinNetwork::Mainnet,
+            ) {
+                out.insert("bitcoin".to_owned(), a);
+            }
+        }
         Ok(Scheme::FrostTaproot) => {
             if let Ok(a) = frost::taproot_address(public_key, frost::BitcoinNetwork::Mainnet) {
                 out.insert("bitcoin".to_owned(), a);

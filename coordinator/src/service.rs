@@ -93,17 +93,9 @@ impl Signing for Api {
         req: Request<pb::GetPublicKeyRequest>,
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
         let req = req.into_inner();
-        if !req.derivation_path.is_empty() {
-            return Err(Status::invalid_argument(
-                "derivation paths are not supported for this key",
-            ));
-        }
-        let key = self.key(&req.key_id).await?;
-        Ok(Response::new(pb::GetPublicKeyResponse {
-            public_key: key.public_key.clone(),
-            scheme: scheme_to_wire(&key.scheme) as i32,
-            addresses: key_info(&key).addresses,
-        }))
+        Ok(Response::new(
+            self.0.public_key(&req.key_id, &req.derivation_path).await?,
+        ))
     }
 }
 

@@ -466,15 +466,36 @@ mod tests {
             created_at: "t".into(),
         };
         store.record_misbehaviour(&m).await.expect("record");
-        assert_eq!(store.list_misbehaviour().await.expect("list"), vec![m.clone()]);
+        assert_eq!(
+            store.list_misbehaviour().await.expect("list"),
+            vec![m.clone()]
+        );
         // Recorded culprits stay excluded until cleared, per key.
         assert_eq!(
             store.list_exclusions(Some("k")).await.expect("list"),
             vec![m.clone()]
         );
-        assert!(store.list_exclusions(Some("other")).await.expect("list").is_empty());
-        assert_eq!(store.clear_exclusion("other", 2, "no", "t2").await.expect("clear"), 0);
-        assert_eq!(store.clear_exclusion("k", 2, "investigated", "t2").await.expect("clear"), 1);
+        assert!(
+            store
+                .list_exclusions(Some("other"))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .clear_exclusion("other", 2, "no", "t2")
+                .await
+                .expect("clear"),
+            0
+        );
+        assert_eq!(
+            store
+                .clear_exclusion("k", 2, "investigated", "t2")
+                .await
+                .expect("clear"),
+            1
+        );
         assert!(store.list_exclusions(None).await.expect("list").is_empty());
         // Clearing keeps the history.
         assert_eq!(store.list_misbehaviour().await.expect("list"), vec![m]);

@@ -2,10 +2,12 @@
 //! drawn or share produced. The node does not take the coordinator's word
 //! for anything: the key must exist here, the signers must be participants
 //! of the key and at least its threshold, and the request must be well
-//! formed. Signed payment intents and per-key limits plug in here.
+//! formed (see [`SignInput`]). Signed payment intents and per-key limits
+//! plug in here, with the exact bytes or digest the node is about to sign.
 
 use sigil_proto::v1 as pb;
 use sigil_protocol::NodeId;
+use sigil_protocol::engine::SignInput;
 
 use crate::NodeError;
 use crate::store::StoredShare;
@@ -14,6 +16,7 @@ use crate::store::StoredShare;
 pub fn check_sign_request(
     share: &StoredShare,
     req: &pb::SignSession,
+    input: &SignInput,
     signers: &[NodeId],
 ) -> Result<(), NodeError> {
     if req.epoch != share.epoch {
@@ -39,14 +42,10 @@ pub fn check_sign_request(
             share.key_id
         )));
     }
-    if !req.derivation_path.is_empty() {
-        return Err(NodeError::InvalidRequest(format!(
-            "{} keys have no derivation paths",
-            share.scheme
-        )));
-    }
-    if req.message.is_empty() {
-        return Err(NodeError::InvalidRequest("message is empty".into()));
-    }
+    // The message, its encoding and the derivation path were validated when
+    // `input` was built (`SignInput::new`): FROST signs raw messages with no
+    // path, ECDSA a 32-byte digest the node computed itself. Signed intents
+    // and limits check `req.authorization` against `input` here.
+    let _ = input;
     Ok(())
 }

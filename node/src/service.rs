@@ -14,16 +14,16 @@ use sigil_proto::convert::{
 };
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::node_server::Node;
+use sigil_protocol::engine::{self, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
-use sigil_protocol::frost::{self, KeyShare};
-use sigil_protocol::{NodeId, Scheme, SessionId, Transition};
+use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
 use tonic::{Request, Response, Status};
 
 use crate::NodeError;
 use crate::identity::{SessionSigner, node_identity, verify_participants};
 use crate::seal::{Binding, Kek};
-use crate::sessions::{Session, SessionKind, Sessions};
+use crate::sessions::{Session, SessionKind, Sessions, Stepped};
 use crate::store::{ShareStatus, ShareStore, StoredShare};
 
 /// Test-only misbehaviour, compiled in with the `fault-injection` feature.
@@ -113,7 +113,7 @@ impl NodeService {
                 }
                 let threshold = u16::try_from(d.threshold)
                     .map_err(|_| NodeError::InvalidRequest("threshold out of range".into()))?;
-                let protocol = frost::new_dkg(
+                let protocol = engine::new_dkg(
                     scheme,
                     session_id,
                     me,
@@ -149,20 +149,28 @@ impl NodeService {
                     .current(&s.key_id)
                     .await?
                     .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
-                crate::policy::check_sign_request(&stored, &s, &participants.ids)?;
+                let scheme: Scheme = stored.scheme.parse()?;
+                // The node computes what it signs from the request itself.
+                let input = SignInput::new(
+                    scheme,
+                    &s.message,
+                    encoding_from_wire(s.encoding)?,
+                    &s.derivation_path,
+                )?;
+                crate::policy::check_sign_request(&stored, &s, &input, &participants.ids)?;
                 let binding = Binding {
                     key_id: &stored.key_id,
                     node_id: self.node_id,
                     epoch: stored.epoch,
                 };
-                let share = KeyShare::from_bytes(&self.kek.open(binding, &stored.sealed_share)?)?;
-                let protocol = frost::new_signer(
-                    share.scheme(),
+                let share =
+                    KeyShare::from_bytes(scheme, &self.kek.open(binding, &stored.sealed_share)?)?;
+                let protocol = engine::new_signer(
+                    &share,
                     session_id,
                     me,
                     &participants.ids,
-                    &share,
-                    &s.message,
+                    &input,
                     &mut OsRng,
                 )?;
                 let mut secure = SecureSession::new(
@@ -207,37 +215,31 @@ impl NodeService {
             )));
         }
         let inbound = messages_from_wire(req.messages)?;
-        let (messages, output) = match &mut session.kind {
-            SessionKind::Dkg { secure, .. } => match secure.step(inbound)? {
-                Transition::Continue(messages) => (messages, None),
-                Transition::Finished { messages, output } => (messages, Some(output)),
-            },
-            SessionKind::Sign { key_id, secure } => match secure.step(inbound)? {
-                Transition::Continue(messages) => (messages, None),
-                Transition::Finished {
-                    messages,
-                    output: (),
-                } => {
-                    tracing::info!(session = %session_id, key_id = %key_id, "signature share issued");
-                    let messages = self.maybe_corrupt(messages);
-                    let response = pb::StepResponse {
-                        session_id: req.session_id,
-                        round: u32::from(expected) + 1,
-                        messages: messages_to_wire(&messages),
-                        output: None,
-                    };
-                    return Ok(response);
-                }
-            },
+        let (session, stepped) = tokio::task::spawn_blocking(move || {
+            let stepped = session.step(inbound);
+            (session, stepped)
+        })
+        .await
+        .map_err(|e| NodeError::Config(format!("protocol step panicked or was cancelled: {e}")))?;
+        let response = |messages: &[SignedMessage], output| pb::StepResponse {
+            session_id: req.session_id.clone(),
+            round: u32::from(expected) + 1,
+            messages: messages_to_wire(messages),
+            output,
         };
-        let Some(out) = output else {
-            self.sessions.put_back(session_id, session);
-            return Ok(pb::StepResponse {
-                session_id: req.session_id,
-                round: u32::from(expected) + 1,
-                messages: messages_to_wire(&messages),
-                output: None,
-            });
+        let (messages, out) = match stepped? {
+            Stepped::Continue(messages) => {
+                self.sessions.put_back(session_id, session);
+                return Ok(response(&messages, None));
+            }
+            Stepped::SignDone(messages) => {
+                if let SessionKind::Sign { key_id, .. } = &session.kind {
+                    tracing::info!(session = %session_id, key_id = %key_id, "signature share issued");
+                }
+                let messages = self.maybe_corrupt(messages);
+                return Ok(response(&messages, None));
+            }
+            Stepped::DkgDone(messages, out) => (messages, out),
         };
         // Only a DKG finishes with an output; the session (and its secrets) ends here.
         let SessionKind::Dkg {
@@ -261,12 +263,7 @@ impl NodeService {
                 public_key_package: out.public_key_package.clone(),
             })),
         });
-        Ok(pb::StepResponse {
-            session_id: req.session_id,
-            round: u32::from(expected) + 1,
-            messages: messages_to_wire(&messages),
-            output,
-        })
+        Ok(response(&messages, output))
     }
 
     async fn persist_share(
@@ -275,7 +272,7 @@ impl NodeService {
         scheme: Scheme,
         threshold: u16,
         participants: Vec<u16>,
-        out: &frost::DkgOutput,
+        out: &engine::DkgOutput,
     ) -> Result<(), NodeError> {
         let epoch = 0;
         let binding = Binding {
@@ -326,6 +323,18 @@ impl NodeService {
     #[cfg(not(feature = "fault-injection"))]
     fn maybe_corrupt(&self, messages: Vec<SignedMessage>) -> Vec<SignedMessage> {
         messages
+    }
+}
+
+/// The wire encoding of a sign request's message.
+fn encoding_from_wire(v: i32) -> Result<Encoding, NodeError> {
+    match pb::MessageEncoding::try_from(v) {
+        Ok(pb::MessageEncoding::Raw) => Ok(Encoding::Raw),
+        Ok(pb::MessageEncoding::Keccak256) => Ok(Encoding::Keccak256),
+        Ok(pb::MessageEncoding::Sha256) => Ok(Encoding::Sha256),
+        Err(_) => Err(NodeError::InvalidRequest(format!(
+            "unknown message encoding {v}"
+        ))),
     }
 }
 

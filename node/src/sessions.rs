@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sigil_protocol::SessionId;
-use sigil_protocol::envelope::SecureSession;
-use sigil_protocol::frost::{DkgProtocol, SignerProtocol};
+use sigil_protocol::engine::{DkgOutput, DkgProtocol, SignerProtocol};
+use sigil_protocol::envelope::{SecureSession, SignedMessage};
+use sigil_protocol::{ProtocolError, SessionId, Transition};
 
 use crate::NodeError;
 
@@ -40,12 +40,38 @@ pub struct Session {
     pub expires: Instant,
 }
 
+/// What one step of a session produced.
+#[derive(Debug)]
+pub enum Stepped {
+    /// Messages for the next round; the session goes on.
+    Continue(Vec<SignedMessage>),
+    /// The DKG finished: its last messages and this node's output.
+    DkgDone(Vec<SignedMessage>, DkgOutput),
+    /// This node's signature share (or final signing message) is out.
+    SignDone(Vec<SignedMessage>),
+}
+
 impl Session {
     pub fn expected_round(&self) -> u16 {
         match &self.kind {
             SessionKind::Dkg { secure, .. } => secure.expected_round(),
             SessionKind::Sign { secure, .. } => secure.expected_round(),
         }
+    }
+
+    /// Steps the protocol with one round's inbound messages. CPU-bound (the
+    /// DKLs23 DKG does seconds of work): run it off the async workers.
+    pub fn step(&mut self, inbound: Vec<SignedMessage>) -> Result<Stepped, ProtocolError> {
+        Ok(match &mut self.kind {
+            SessionKind::Dkg { secure, .. } => match secure.step(inbound)? {
+                Transition::Continue(messages) => Stepped::Continue(messages),
+                Transition::Finished { messages, output } => Stepped::DkgDone(messages, output),
+            },
+            SessionKind::Sign { secure, .. } => match secure.step(inbound)? {
+                Transition::Continue(messages) => Stepped::Continue(messages),
+                Transition::Finished { messages, .. } => Stepped::SignDone(messages),
+            },
+        })
     }
 }
 

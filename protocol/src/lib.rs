@@ -21,7 +21,8 @@
 //! and [`relay`] (the coordinator's pure routing of one round).
 
 mod codec;
-
+pub mod ecdsa;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod frost;

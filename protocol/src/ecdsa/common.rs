@@ -252,7 +252,10 @@ mod tests {
             .expect("indices");
         assert_eq!(indices, vec![1, 2, 3]);
         for node in roster.nodes() {
-            assert_eq!(roster.index(*node).ok().and_then(|i| roster.node(i)), Some(*node));
+            assert_eq!(
+                roster.index(*node).ok().and_then(|i| roster.node(i)),
+                Some(*node)
+            );
         }
         assert_eq!(
             roster.index(n(3)),
@@ -300,10 +303,8 @@ mod tests {
             ProtocolError::Misbehaviour { ref culprits, ref reason }
                 if culprits == &[n(9)] && reason.contains("future session")
         ));
-        let commitment = Abort::recoverable(
-            p(1),
-            AbortReason::CommitmentMismatch { counterparty: p(2) },
-        );
+        let commitment =
+            Abort::recoverable(p(1), AbortReason::CommitmentMismatch { counterparty: p(2) });
         assert_eq!(blame(&roster, p(1), commitment).culprits(), vec![n(5)]);
         // A check on our own values never blames us.
         let own = Abort::recoverable(
@@ -321,10 +322,7 @@ mod tests {
             AbortReason::SessionBindingMismatch { counterparty: p(2) },
         );
         assert!(blame(&roster, p(1), binding).culprits().is_empty());
-        let local = Abort::recoverable(
-            p(1),
-            AbortReason::MissingMulState { counterparty: p(2) },
-        );
+        let local = Abort::recoverable(p(1), AbortReason::MissingMulState { counterparty: p(2) });
         assert!(matches!(
             blame(&roster, p(1), local),
             ProtocolError::InvalidParameters(_)

@@ -19,9 +19,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
+use k256::elliptic_curve::PrimeField as _;
 use k256::elliptic_curve::group::Group as _;
 use k256::elliptic_curve::sec1::ToEncodedPoint as _;
-use k256::elliptic_curve::PrimeField as _;
 use k256::{FieldBytes, ProjectivePoint, PublicKey, Scalar};
 use sha2::Sha512;
 
@@ -149,9 +149,8 @@ pub(crate) fn derive_from(
     chain_code: &[u8; 32],
     path: &DerivationPath,
 ) -> Result<(PublicKey, [u8; 32]), ProtocolError> {
-    let mut key = PublicKey::from_sec1_bytes(public_key).map_err(|_| {
-        ProtocolError::InvalidParameters("invalid secp256k1 public key".into())
-    })?;
+    let mut key = PublicKey::from_sec1_bytes(public_key)
+        .map_err(|_| ProtocolError::InvalidParameters("invalid secp256k1 public key".into()))?;
     let mut chain_code = *chain_code;
     for &index in path.indices() {
         (key, chain_code) = ckd_pub(&key, &chain_code, index)?;
@@ -181,7 +180,9 @@ fn ckd_pub(
             "BIP-32 child index {index} is invalid for this key (IL ≥ n or point at infinity); use the next index"
         ))
     };
-    let tweak = Option::<Scalar>::from(Scalar::from_repr(*FieldBytes::from_slice(il)))
+    let mut il_bytes = [0u8; 32];
+    il_bytes.copy_from_slice(il);
+    let tweak = Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(il_bytes)))
         .ok_or_else(invalid)?;
     let child = ProjectivePoint::GENERATOR * tweak + parent.to_projective();
     if bool::from(child.is_identity()) {
@@ -236,8 +237,22 @@ mod tests {
     #[test]
     fn malformed_paths_are_refused() {
         for s in [
-            "", "M", "m/", "m//1", "/0", "0/1", "m/a", "m/-1", "m/+1", "m/ 1", "m/1 ",
-            "m/01", "m/4294967296", "m/1/", "n/1", "m\\1",
+            "",
+            "M",
+            "m/",
+            "m//1",
+            "/0",
+            "0/1",
+            "m/a",
+            "m/-1",
+            "m/+1",
+            "m/ 1",
+            "m/1 ",
+            "m/01",
+            "m/4294967296",
+            "m/1/",
+            "n/1",
+            "m\\1",
         ] {
             match parse(s) {
                 Err(ProtocolError::InvalidParameters(msg)) => {

@@ -42,7 +42,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::common::{Curve, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal};
+use super::common::{
+    Curve, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
+};
 use super::keys::{EcdsaPublicKeyPackage, check_threshold};
 use super::{EcdsaDkgOutput, EcdsaKeyShare};
 use crate::rounds::{Expect, check_echoes, parse, sort_inbound};
@@ -271,7 +273,11 @@ impl Dkg {
         };
         let sorted = sort_inbound(self.session, 1, Some(self.me), &others, expect, inbound)?;
         for (&from, bytes) in &sorted.direct {
-            fragments.push(parse(from, "DKG polynomial evaluation", decode::<Scalar>(bytes))?);
+            fragments.push(parse(
+                from,
+                "DKG polynomial evaluation",
+                decode::<Scalar>(bytes),
+            )?);
         }
         let (own_proof, zero_commitments, derivation) = session
             .phase2(&fragments)
@@ -315,8 +321,7 @@ impl Dkg {
         let mut seen: BTreeMap<NodeId, &[u8]> = BTreeMap::new();
         let mut round2 = BTreeMap::new();
         for (&from, bytes) in &sorted.broadcast {
-            let broadcast: Round2Broadcast =
-                parse(from, "DKG round-2 broadcast", decode(bytes))?;
+            let broadcast: Round2Broadcast = parse(from, "DKG round-2 broadcast", decode(bytes))?;
             self.check_parties(from, broadcast.derivation.sender_index, None)?;
             round2.insert(from, broadcast);
             seen.insert(from, bytes);
@@ -329,7 +334,11 @@ impl Dkg {
         for (&from, bytes) in &sorted.direct {
             let transmit: TransmitInitZeroSharePhase2to4 =
                 parse(from, "DKG zero-share commitment", decode(bytes))?;
-            self.check_parties(from, transmit.parties.sender, Some(transmit.parties.receiver))?;
+            self.check_parties(
+                from,
+                transmit.parties.sender,
+                Some(transmit.parties.receiver),
+            )?;
             zero_commitments.push(transmit);
         }
 
@@ -402,8 +411,7 @@ impl Dkg {
 
         let mut broadcasts = BTreeMap::new();
         for (&from, bytes) in &sorted.broadcast {
-            let broadcast: Round3Broadcast =
-                parse(from, "DKG round-3 broadcast", decode(bytes))?;
+            let broadcast: Round3Broadcast = parse(from, "DKG round-3 broadcast", decode(bytes))?;
             self.check_parties(from, broadcast.derivation.sender_index, None)?;
             broadcasts.insert(from, broadcast);
         }
@@ -421,7 +429,11 @@ impl Dkg {
                 zero_share,
                 multiplication: mul,
             } = direct;
-            self.check_parties(from, zero_share.parties.sender, Some(zero_share.parties.receiver))?;
+            self.check_parties(
+                from,
+                zero_share.parties.sender,
+                Some(zero_share.parties.receiver),
+            )?;
             self.check_parties(from, mul.parties.sender, Some(mul.parties.receiver))?;
             zero_openings.push(zero_share);
             multiplication.push(mul);
@@ -545,10 +557,7 @@ impl Protocol for Dkg {
         }
     }
 
-    fn step(
-        &mut self,
-        inbound: Vec<Message>,
-    ) -> Result<Transition<EcdsaDkgOutput>, ProtocolError> {
+    fn step(&mut self, inbound: Vec<Message>) -> Result<Transition<EcdsaDkgOutput>, ProtocolError> {
         // Any failure leaves the state at `Done`: secrets are dropped and the
         // instance cannot be stepped again.
         match std::mem::replace(&mut self.state, State::Done) {

@@ -124,7 +124,10 @@ impl EcdsaPublicKeyPackage {
         let [tag] = reader.array()?;
         let scheme = Scheme::from_tag(tag)?;
         if scheme != Scheme::EcdsaSecp256k1 {
-            return Err(reader.bad(&format!("scheme {scheme} is not {}", Scheme::EcdsaSecp256k1)));
+            return Err(reader.bad(&format!(
+                "scheme {scheme} is not {}",
+                Scheme::EcdsaSecp256k1
+            )));
         }
         let public_key: [u8; PUBLIC_KEY_LEN] = reader.array()?;
         let chain_code: [u8; 32] = reader.array()?;
@@ -153,9 +156,8 @@ pub(crate) fn parse_public_key(bytes: &[u8]) -> Result<[u8; PUBLIC_KEY_LEN], Pro
             bytes.len()
         ))
     })?;
-    let point = k256::PublicKey::from_sec1_bytes(&key).map_err(|_| {
-        ProtocolError::InvalidParameters("invalid secp256k1 public key".into())
-    })?;
+    let point = k256::PublicKey::from_sec1_bytes(&key)
+        .map_err(|_| ProtocolError::InvalidParameters("invalid secp256k1 public key".into()))?;
     // from_sec1_bytes accepts only valid points; the re-encoding pins the prefix.
     if point.to_encoded_point(true).as_bytes() != key {
         return Err(ProtocolError::InvalidParameters(
@@ -299,7 +301,10 @@ impl EcdsaKeyShare {
         let [tag] = reader.array()?;
         let scheme = Scheme::from_tag(tag)?;
         if scheme != Scheme::EcdsaSecp256k1 {
-            return Err(reader.bad(&format!("scheme {scheme} is not {}", Scheme::EcdsaSecp256k1)));
+            return Err(reader.bad(&format!(
+                "scheme {scheme} is not {}",
+                Scheme::EcdsaSecp256k1
+            )));
         }
         let node = NodeId::new(reader.u16()?)?;
         let package = EcdsaPublicKeyPackage::from_bytes(reader.chunk()?)?;
@@ -332,7 +337,9 @@ fn check_party(
     if usize::from(party.parameters.share_count) != roster.len()
         || u16::from(party.parameters.threshold) != package.threshold
     {
-        return Err(bad("dkls23 parameters disagree with the public key package"));
+        return Err(bad(
+            "dkls23 parameters disagree with the public key package",
+        ));
     }
     let pk = dkls23::utilities::hashes::point_to_bytes::<Curve>(&party.pk);
     let data = &party.derivation_data;
@@ -353,7 +360,9 @@ fn check_party(
         .map_err(internal)?;
     if !party.mul_senders.keys().eq(others.iter()) || !party.mul_receivers.keys().eq(others.iter())
     {
-        return Err(bad("dkls23 multiplication state does not match the participants"));
+        return Err(bad(
+            "dkls23 multiplication state does not match the participants",
+        ));
     }
     Ok(())
 }
@@ -394,8 +403,7 @@ mod tests {
             .expect("key")
             .to_encoded_point(false);
         assert!(
-            EcdsaPublicKeyPackage::new(uncompressed.as_bytes(), [0; 32], 2, &[n(1), n(2)])
-                .is_err()
+            EcdsaPublicKeyPackage::new(uncompressed.as_bytes(), [0; 32], 2, &[n(1), n(2)]).is_err()
         );
 
         let good = EcdsaPublicKeyPackage::new(&key, [7; 32], 2, &[n(1), n(2), n(3)])
@@ -411,7 +419,10 @@ mod tests {
         for byte in 0..6 {
             let mut flipped = good.clone();
             flipped[byte] ^= 1;
-            assert!(EcdsaPublicKeyPackage::from_bytes(&flipped).is_err(), "byte {byte}");
+            assert!(
+                EcdsaPublicKeyPackage::from_bytes(&flipped).is_err(),
+                "byte {byte}"
+            );
         }
         // Participants out of order or zero.
         let mut unsorted = good.clone();

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use frost_core::{Ciphersuite, Identifier, Signature, VerifyingKey};
 use crate::{NodeId, ProtocolError, Scheme};
+use frost_core::{Ciphersuite, Identifier, Signature, VerifyingKey};
 
 /// A FROST ciphersuite Sigil runs, with its standard public encodings.
 pub(crate) trait Suite: Ciphersuite {

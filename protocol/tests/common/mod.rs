@@ -2,7 +2,8 @@
 //! (Ed25519, standing in for the nodes' certificate keys), encryption keys,
 //! and a driver that runs every party's [`SecureSession`] through
 //! [`RoundRelay`] exactly as the node and coordinator will, with a hook to
-//! tamper with each round's deliveries (an adversarial relay).
+//! tamper with each round's deliveries (an adversarial relay). The driver is
+//! protocol-generic; FROST and ECDSA each have thin helpers on top of it.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -12,13 +13,16 @@ use std::sync::Arc;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use sigil_protocol::ecdsa::{
+    self, DerivationPath, EcdsaAggregator, EcdsaDkgOutput, EcdsaKeyShare, EcdsaSignature,
+};
 use sigil_protocol::envelope::{
     EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier, SecureSession,
     SignedMessage,
 };
 use sigil_protocol::frost::{self, DkgOutput, KeyShare, SigningAggregator};
 use sigil_protocol::relay::{Deliveries, RoundRelay};
-use sigil_protocol::{NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
+use sigil_protocol::{Message, NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
 
 pub fn n(id: u16) -> NodeId {
     NodeId::new(id).expect("nonzero")
@@ -75,9 +79,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Nodes 1..=count.
     pub fn new(count: u16, rng: &mut StdRng) -> Self {
+        Self::with_nodes(&ids(count), rng)
+    }
+
+    /// Exactly these nodes (e.g. sparse ids), ascending.
+    pub fn with_nodes(nodes: &[NodeId], rng: &mut StdRng) -> Self {
         use rand::RngCore;
-        let nodes = ids(count);
+        let mut nodes = nodes.to_vec();
+        nodes.sort();
         let mut identities = BTreeMap::new();
         let mut encryption = BTreeMap::new();
         for &node in &nodes {
@@ -287,4 +298,114 @@ pub fn aggregate(
             .map(|m| m.message.clone())
             .collect(),
     )
+}
+
+/// The plaintext messages of a routed round (e.g. the broadcasts or the
+/// coordinator's messages of a [`Deliveries`]).
+pub fn plain(signed: &[SignedMessage]) -> Vec<Message> {
+    signed.iter().map(|s| s.message.clone()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Threshold ECDSA (DKLs23)
+// ---------------------------------------------------------------------------
+
+/// ECDSA DKG sessions for every node of the cluster.
+pub fn ecdsa_dkg_sessions(
+    cluster: &Cluster,
+    session: SessionId,
+    threshold: u16,
+    rng: &mut StdRng,
+) -> BTreeMap<NodeId, SecureSession<ecdsa::EcdsaDkgProtocol>> {
+    cluster
+        .nodes
+        .iter()
+        .map(|&me| {
+            let dkg = ecdsa::new_dkg(session, me, &cluster.nodes, threshold).expect("dkg");
+            (me, cluster.secure(me, dkg, rng))
+        })
+        .collect()
+}
+
+/// Runs an honest ECDSA DKG among all nodes of the cluster.
+pub fn run_ecdsa_dkg(
+    cluster: &Cluster,
+    threshold: u16,
+    rng: &mut StdRng,
+) -> BTreeMap<NodeId, EcdsaDkgOutput> {
+    let session = session(0xe1);
+    let sessions = ecdsa_dkg_sessions(cluster, session, threshold, rng);
+    drive(session, sessions, |_, _| {})
+        .expect("honest ECDSA DKG")
+        .outputs
+}
+
+pub fn ecdsa_shares(dkg: &BTreeMap<NodeId, EcdsaDkgOutput>) -> BTreeMap<NodeId, EcdsaKeyShare> {
+    dkg.iter().map(|(n, o)| (*n, o.key_share.clone())).collect()
+}
+
+pub fn ecdsa_sign_sessions(
+    cluster: &Cluster,
+    session: SessionId,
+    signers: &[NodeId],
+    shares: &BTreeMap<NodeId, EcdsaKeyShare>,
+    digest: [u8; 32],
+    path: &DerivationPath,
+    rng: &mut StdRng,
+) -> BTreeMap<NodeId, SecureSession<ecdsa::EcdsaSignerProtocol>> {
+    signers
+        .iter()
+        .map(|&me| {
+            let signer = ecdsa::new_signer(session, me, signers, &shares[&me], digest, path)
+                .expect("signer");
+            (me, cluster.secure(me, signer, rng))
+        })
+        .collect()
+}
+
+/// Signs `digest` (under the key derived along `path`) with `signers` and
+/// aggregates as the coordinator would.
+pub fn run_ecdsa_sign(
+    cluster: &Cluster,
+    signers: &[NodeId],
+    dkg: &BTreeMap<NodeId, EcdsaDkgOutput>,
+    digest: [u8; 32],
+    path: &DerivationPath,
+    rng: &mut StdRng,
+) -> Result<EcdsaSignature, ProtocolError> {
+    let session = session(0x52);
+    let sessions = ecdsa_sign_sessions(
+        cluster,
+        session,
+        signers,
+        &ecdsa_shares(dkg),
+        digest,
+        path,
+        rng,
+    );
+    let run = drive(session, sessions, |_, _| {}).map_err(|(_, e)| e)?;
+    let public_key_package = &dkg.values().next().expect("a node").public_key_package;
+    ecdsa_aggregate(
+        session,
+        public_key_package,
+        signers,
+        digest,
+        path,
+        &run.rounds,
+    )
+}
+
+/// The coordinator's aggregation of a finished ECDSA signing run: the
+/// messages addressed to it in the last round.
+pub fn ecdsa_aggregate(
+    session: SessionId,
+    public_key_package: &[u8],
+    signers: &[NodeId],
+    digest: [u8; 32],
+    path: &DerivationPath,
+    rounds: &[Deliveries],
+) -> Result<EcdsaSignature, ProtocolError> {
+    let mut aggregator = EcdsaAggregator::new(session, public_key_package, signers, digest, path)?;
+    let last = rounds.last().expect("a round");
+    aggregator.aggregate(plain(&last.to_coordinator))
 }
