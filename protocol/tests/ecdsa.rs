@@ -277,6 +277,41 @@ fn hardened_and_malformed_paths_are_refused() {
     assert_eq!(path("m/1/2").to_string(), "m/1/2");
 }
 
+#[test]
+fn verify_refuses_high_s_and_malformed_input() {
+    use k256::ecdsa::SigningKey;
+    use k256::ecdsa::signature::hazmat::PrehashSigner as _;
+    let key = SigningKey::from_bytes(&[0x11; 32].into()).expect("key");
+    let public = key
+        .verifying_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .to_vec();
+    let digest = digest("single-key control");
+    let low: Signature = key.sign_prehash(&digest).expect("sign");
+    let low = low.normalize_s().unwrap_or(low);
+    ecdsa::verify(&public, &digest, &low.to_bytes()).expect("low S verifies");
+    let (r, s) = low.split_scalars();
+    let high = Signature::from_scalars(r, -*s).expect("high S");
+    assert!(
+        matches!(ecdsa::verify(&public, &digest, &high.to_bytes()), Err(ProtocolError::InvalidSignature(ref m)) if m.contains("high-S")),
+    );
+    let bytes = low.to_bytes();
+    assert!(matches!(
+        ecdsa::verify(&public, &digest, &bytes[..63]),
+        Err(ProtocolError::InvalidSignature(_))
+    ));
+    assert!(matches!(
+        ecdsa::verify(&public, &digest, &[0u8; 64]),
+        Err(ProtocolError::InvalidSignature(_))
+    ));
+    let uncompressed = key.verifying_key().to_encoded_point(false);
+    assert!(matches!(
+        ecdsa::verify(uncompressed.as_bytes(), &digest, &bytes),
+        Err(ProtocolError::InvalidParameters(_))
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // Adversarial: signing
 // ---------------------------------------------------------------------------
