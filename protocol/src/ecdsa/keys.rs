@@ -15,7 +15,7 @@ use k256::elliptic_curve::sec1::ToEncodedPoint as _;
 use zeroize::Zeroizing;
 
 use super::common::{Curve, Party, Roster, decode, encode_secret, internal};
-use crate::codec::Reader;
+use crate::codec::{Reader, decode_share_header, encode_share};
 use crate::{NodeId, ProtocolError, Scheme};
 
 /// Length of a SEC1 compressed secp256k1 key.
@@ -202,11 +202,6 @@ impl fmt::Debug for EcdsaKeyShare {
 }
 
 impl EcdsaKeyShare {
-    /// Magic and version of [`EcdsaKeyShare::to_bytes`] (the magic is shared
-    /// with FROST key shares; the scheme tag tells them apart).
-    const MAGIC: &'static [u8; 4] = b"SGKS";
-    const VERSION: u8 = 1;
-
     /// Wraps a dkls23 party after checking it against the package.
     pub(crate) fn from_party(
         node: NodeId,
@@ -270,43 +265,29 @@ impl EcdsaKeyShare {
         Ok(party)
     }
 
-    /// Versioned, scheme-tagged encoding (secret: encrypt it at rest):
-    /// `"SGKS" ‖ version ‖ scheme tag ‖ node (u16 BE) ‖ u32 BE len ‖ public
-    /// key package ‖ u32 BE len ‖ postcard dkls23 party`.
+    /// Versioned, scheme-tagged encoding (secret: encrypt it at rest): the
+    /// key-share envelope shared with FROST (`codec::encode_share`, the
+    /// scheme tag tells them apart) with two parts, the public key package
+    /// and the postcard-encoded dkls23 party.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let package = self.package.to_bytes();
-        let mut out = Zeroizing::new(Vec::with_capacity(16 + package.len() + self.party.len()));
-        out.extend_from_slice(Self::MAGIC);
-        out.push(Self::VERSION);
-        out.push(Scheme::EcdsaSecp256k1.tag());
-        out.extend_from_slice(&self.node.get().to_be_bytes());
-        for part in [package.as_slice(), self.party.as_slice()] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
-        }
-        out
+        encode_share(
+            Scheme::EcdsaSecp256k1,
+            self.node,
+            &[&package, self.party.as_slice()],
+        )
     }
 
     /// Parses and validates [`EcdsaKeyShare::to_bytes`]: the package, the
     /// dkls23 party, and that they belong together and to `node`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let mut reader = Reader::new(bytes, "key share");
-        if reader.take(4)? != Self::MAGIC {
-            return Err(reader.bad("bad magic"));
-        }
-        let [version] = reader.array()?;
-        if version != Self::VERSION {
-            return Err(reader.bad(&format!("unsupported version {version}")));
-        }
-        let [tag] = reader.array()?;
-        let scheme = Scheme::from_tag(tag)?;
+        let (scheme, node, mut reader) = decode_share_header(bytes)?;
         if scheme != Scheme::EcdsaSecp256k1 {
             return Err(reader.bad(&format!(
                 "scheme {scheme} is not {}",
                 Scheme::EcdsaSecp256k1
             )));
         }
-        let node = NodeId::new(reader.u16()?)?;
         let package = EcdsaPublicKeyPackage::from_bytes(reader.chunk()?)?;
         let party = Zeroizing::new(reader.chunk()?.to_vec());
         reader.finish()?;

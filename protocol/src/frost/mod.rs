@@ -30,7 +30,7 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use self::common::{Suite, internal};
-use crate::codec::Reader;
+use crate::codec::{decode_share_header, encode_share};
 use crate::{Message, NodeId, Protocol, ProtocolError, Scheme, SessionId};
 
 /// Runs `$body` with `$C` bound to the ciphersuite of `$scheme`. The one
@@ -221,10 +221,6 @@ impl fmt::Debug for KeyShare {
 }
 
 impl KeyShare {
-    /// Magic and version of [`KeyShare::to_bytes`].
-    const MAGIC: &'static [u8; 4] = b"SGKS";
-    const VERSION: u8 = 1;
-
     fn new<C: Suite>(
         node: NodeId,
         key_package: Zeroizing<Vec<u8>>,
@@ -313,39 +309,20 @@ impl KeyShare {
         })
     }
 
-    /// Versioned, scheme-tagged encoding (secret: encrypt it at rest):
-    /// `"SGKS" ‖ version ‖ scheme tag ‖ node (u16 BE) ‖ u32 BE len ‖ key package ‖ u32 BE len ‖ public key package`.
+    /// Versioned, scheme-tagged encoding (secret: encrypt it at rest): the
+    /// key-share envelope (`codec::encode_share`) with two parts, the frost
+    /// `KeyPackage` and `PublicKeyPackage`.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(
-            16 + self.key_package.len() + self.public_key_package.len(),
-        ));
-        out.extend_from_slice(Self::MAGIC);
-        out.push(Self::VERSION);
-        out.push(self.scheme.tag());
-        out.extend_from_slice(&self.node.get().to_be_bytes());
-        for part in [
-            self.key_package.as_slice(),
-            self.public_key_package.as_slice(),
-        ] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
-        }
-        out
+        encode_share(
+            self.scheme,
+            self.node,
+            &[&self.key_package, &self.public_key_package],
+        )
     }
 
     /// Parses and validates [`KeyShare::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let mut reader = Reader::new(bytes, "key share");
-        if reader.take(4)? != Self::MAGIC {
-            return Err(reader.bad("bad magic"));
-        }
-        let [version] = reader.array()?;
-        if version != Self::VERSION {
-            return Err(reader.bad(&format!("unsupported version {version}")));
-        }
-        let [tag] = reader.array()?;
-        let scheme = Scheme::from_tag(tag)?;
-        let node = NodeId::new(reader.u16()?)?;
+        let (scheme, node, mut reader) = decode_share_header(bytes)?;
         let key_package = Zeroizing::new(reader.chunk()?.to_vec());
         let public_key_package = reader.chunk()?.to_vec();
         reader.finish()?;
