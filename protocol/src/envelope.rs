@@ -240,6 +240,11 @@ impl<P: Protocol> SecureSession<P> {
         // as such, never as a sender's fault.
         for signed in &inbound {
             let m = &signed.message;
+            // A sender outside the session is named as such (its signature
+            // could not be checked against a participant's key anyway).
+            if m.from != self.me && !self.peers.contains_key(&m.from) {
+                return Err(ProtocolError::UnknownSender { from: m.from });
+            }
             if !self
                 .verifier
                 .verify(m.from, &m.signing_bytes(), &signed.signature)
