@@ -3,8 +3,10 @@
 //! client plumbing ([`connect`]) the subcommands use, parsing of
 //! command-line values ([`input`]), and `sigil bench`: the cluster load
 //! generator ([`loadgen`]) and the in-process crypto-only baseline
-//! ([`bench`]).
+//! ([`bench`]); and `sigil audit`: fetching, exporting and verifying the
+//! cluster's audit logs ([`audit`]).
 
+pub mod audit;
 pub mod bench;
 pub mod connect;
 pub mod input;

@@ -43,6 +43,10 @@ pub struct ClusterSpec {
     /// Coordinator on `base_port`, node i on `base_port + i`; `None`: ephemeral ports.
     pub base_port: Option<u16>,
     pub customize_node: Option<NodeCustomizer>,
+    /// Audit log settings of every node (default: in each node's database).
+    pub node_audit: sigil_node::config::AuditConfig,
+    /// Audit log settings of the coordinator.
+    pub coordinator_audit: sigil_coordinator::config::AuditConfig,
 }
 
 impl std::fmt::Debug for ClusterSpec {
@@ -64,6 +68,8 @@ impl ClusterSpec {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: None,
             customize_node: None,
+            node_audit: Default::default(),
+            coordinator_audit: Default::default(),
         }
     }
 }
@@ -240,6 +246,7 @@ impl LocalCluster {
                 kek_file: None,
                 tls_reload_interval: std::time::Duration::from_secs(5),
                 session_ttl: std::time::Duration::from_secs(60),
+                audit: spec.node_audit.clone(),
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;
@@ -300,6 +307,7 @@ impl LocalCluster {
                 .collect(),
             tls_reload_interval: std::time::Duration::from_secs(5),
             node_timeout: std::time::Duration::from_secs(5),
+            audit: spec.coordinator_audit.clone(),
         };
         write_toml(&config_path, &config)?;
         let config = CoordinatorConfig::load(&config_path)?;

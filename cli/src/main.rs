@@ -1,6 +1,7 @@
 //! `sigil`: the command line of a Sigil cluster — dev PKI, local cluster,
 //! health, nodes, keys, signing, offline verification and a signing load
-//! generator. Every command that prints data prints JSON with `--json`.
+//! generator, and the auditor's `audit` commands (query, export, heads,
+//! verify). Every command that prints data prints JSON with `--json`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sigil_cli::loadgen::{self, LoadSpec};
 use sigil_cli::local::{ClusterSpec, LocalCluster, ensure_dev_pki};
 use sigil_proto::convert::scheme_to_wire;
 use sigil_proto::v1 as pb;
+use sigil_proto::v1::audit_client::AuditClient;
 use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::signing_client::SigningClient;
 use sigil_protocol::Scheme;
@@ -55,6 +57,10 @@ enum Command {
         /// Use ephemeral ports instead of --port.
         #[arg(long)]
         ephemeral_ports: bool,
+        /// Keep every audit log in memory instead of the databases. FOR
+        /// BENCHMARKS ONLY: nothing is durable and fail-closed means nothing.
+        #[arg(long)]
+        audit_in_memory: bool,
     },
     /// Health of the coordinator and every node (gRPC health checking).
     Health,
@@ -79,6 +85,89 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// The audit logs (acts as `auditor`, read-only).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Records of one process's log matching every filter given.
+    Query(AuditQueryArgs),
+    /// Every record and signed head of the coordinator and every node, as
+    /// JSON lines: `<process>.records.jsonl` and `<process>.heads.jsonl`.
+    Export {
+        /// Directory to write into (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Signed heads: the latest of every process, or every head of one.
+    Heads {
+        /// Only this process (`coordinator`, `node-<n>`).
+        #[arg(long)]
+        process: Option<String>,
+        /// Every head ever signed, not only the latest (needs --process).
+        #[arg(long, requires = "process")]
+        all: bool,
+    },
+    /// Recompute every chain, check every signed head and cross-check the
+    /// logs. Live (through the coordinator) by default, or offline on an
+    /// export (--dir) or on one process's database (--db). Exits non-zero
+    /// if anything is wrong.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct AuditQueryArgs {
+    /// Whose log: `coordinator` (default) or `node-<n>`.
+    #[arg(long)]
+    process: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Up to this time (RFC 3339, inclusive).
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Key id.
+    #[arg(long, value_name = "ID")]
+    key: Option<String>,
+    /// Who caused the record: a SPIFFE URI or its short form (`client/signer`, `coordinator`).
+    #[arg(long, value_name = "IDENTITY")]
+    actor: Option<String>,
+    /// Action (`request`, `sign_session`, `signature_returned`, `share_issued`, …).
+    #[arg(long)]
+    action: Option<String>,
+    /// Outcome: exact (`refused:permission_denied`) or a class (`ok`, `refused`, `error`).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only records after this sequence number (paging).
+    #[arg(long, value_name = "SEQ")]
+    after: Option<u64>,
+    /// At most this many records (default 1000, at most 10000).
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").args(["dir", "db"])))]
+struct AuditVerifyArgs {
+    /// Verify an export written by `sigil audit export` (offline).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Verify one process's log in its SQLite database (offline; needs --process).
+    #[arg(long, value_name = "PATH", requires = "process")]
+    db: Option<PathBuf>,
+    /// The process whose database --db is (`coordinator`, `node-<n>`).
+    #[arg(long, requires = "db")]
+    process: Option<String>,
+    /// CA certificate(s) that signed the processes' certificates (default: <data-dir>/pki/ca.pem).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Trust domain of the certificates (default: the local cluster's, else sigil.local).
+    #[arg(long)]
+    trust_domain: Option<String>,
 }
 
 /// The message: exactly one of hex or a file.
@@ -369,7 +458,18 @@ async fn run(cli: Cli) -> Result<()> {
             nodes,
             port,
             ephemeral_ports,
-        } => up(&cli, &data_dir, *nodes, *port, *ephemeral_ports).await?,
+            audit_in_memory,
+        } => {
+            up(
+                &cli,
+                &data_dir,
+                *nodes,
+                *port,
+                *ephemeral_ports,
+                *audit_in_memory,
+            )
+            .await?
+        }
         Command::Health => health(&cli, &data_dir).await?,
         Command::Nodes => {
             let ctx =
@@ -408,6 +508,226 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             command: BenchCommand::Sign(args),
         } => bench_sign(&cli, &data_dir, args).await?,
+        Command::Audit { command } => audit(&cli, &data_dir, command).await?,
+    }
+    Ok(())
+}
+
+async fn audit(cli: &Cli, data_dir: &Path, command: &AuditCommand) -> Result<()> {
+    let ctx = || ClientContext::load(data_dir, cli.as_client.as_deref().unwrap_or("auditor"));
+    match command {
+        AuditCommand::Query(args) => {
+            let ctx = ctx()?;
+            let actor = args
+                .actor
+                .as_deref()
+                .map(|a| expand_identity(a, ctx.domain()))
+                .transpose()?;
+            let resp = AuditClient::new(ctx.coordinator()?)
+                .query_records(pb::QueryRecordsRequest {
+                    from_time: args.from.clone().unwrap_or_default(),
+                    to_time: args.to.clone().unwrap_or_default(),
+                    key_id: args.key.clone().unwrap_or_default(),
+                    actor: actor.unwrap_or_default(),
+                    action: args.action.clone().unwrap_or_default(),
+                    outcome: args.outcome.clone().unwrap_or_default(),
+                    limit: args.limit.unwrap_or(0),
+                    process: args.process.clone().unwrap_or_default(),
+                    after_sequence: args.after.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            let records = resp
+                .records
+                .into_iter()
+                .map(sigil_proto::audit::record_from_wire)
+                .collect::<Result<Vec<_>, _>>()?;
+            if cli.json {
+                println!("{}", json!({ "records": records }));
+            } else {
+                for r in &records {
+                    let mut what = r.detail.clone();
+                    if !r.quorum.is_empty() {
+                        what = format!("nodes {:?} {what}", r.quorum);
+                    }
+                    if !r.culprits.is_empty() {
+                        what = format!("culprits {:?} {what}", r.culprits);
+                    }
+                    println!(
+                        "{:>6}  {}  {:<22} {:<40} {:<26} {:<18} {}",
+                        r.sequence,
+                        r.timestamp,
+                        r.action,
+                        r.actor,
+                        r.outcome,
+                        if r.key_id.is_empty() { "-" } else { &r.key_id },
+                        what
+                    );
+                }
+                eprintln!("{} records", records.len());
+            }
+        }
+        AuditCommand::Export { out } => {
+            let ctx = ctx()?;
+            let data = sigil_cli::audit::fetch_live(ctx.coordinator()?).await?;
+            let files = sigil_cli::audit::write_dir(&data, out)?;
+            let count: usize = data.records.values().map(Vec::len).sum();
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"dir": out, "files": files, "records": count, "unavailable": data.problems})
+                );
+            } else {
+                for f in &files {
+                    println!("wrote {}", f.display());
+                }
+                println!("{count} records of {} processes", data.processes().len());
+                for p in &data.problems {
+                    eprintln!("warning: {p}");
+                }
+            }
+            if !data.problems.is_empty() {
+                bail!("{} logs could not be exported", data.problems.len());
+            }
+        }
+        AuditCommand::Heads { process, all } => {
+            let ctx = ctx()?;
+            let resp = AuditClient::new(ctx.coordinator()?)
+                .get_signed_heads(pb::GetSignedHeadsRequest {
+                    process: process.clone().unwrap_or_default(),
+                    all: *all,
+                })
+                .await?
+                .into_inner();
+            let heads = resp
+                .heads
+                .into_iter()
+                .map(sigil_proto::audit::head_from_wire)
+                .collect::<Result<Vec<_>, _>>()?;
+            if cli.json {
+                let unavailable: Vec<_> = resp
+                    .unavailable
+                    .iter()
+                    .map(|u| json!({"process": u.process, "reason": u.reason}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"heads": heads, "processes": resp.processes, "unavailable": unavailable})
+                );
+            } else {
+                for h in &heads {
+                    println!(
+                        "{:<12} {:>8}  {}  {}",
+                        h.process,
+                        h.sequence,
+                        h.timestamp,
+                        hex::encode(h.head_hash)
+                    );
+                }
+                for u in &resp.unavailable {
+                    println!("{:<12} UNAVAILABLE: {}", u.process, u.reason);
+                }
+            }
+            if !resp.unavailable.is_empty() {
+                bail!("{} processes did not answer", resp.unavailable.len());
+            }
+        }
+        AuditCommand::Verify(args) => audit_verify(cli, data_dir, args).await?,
+    }
+    Ok(())
+}
+
+/// `client/signer` → `spiffe://<domain>/client/signer`; URIs unchanged.
+fn expand_identity(actor: &str, domain: &TrustDomain) -> Result<String> {
+    if actor.starts_with("spiffe://") {
+        return Ok(actor.to_owned());
+    }
+    let identity: sigil_tls::Identity = actor.parse().with_context(|| {
+        format!("--actor {actor:?} is neither a SPIFFE URI nor an identity like client/signer")
+    })?;
+    Ok(identity.to_uri(domain))
+}
+
+async fn audit_verify(cli: &Cli, data_dir: &Path, args: &AuditVerifyArgs) -> Result<()> {
+    use sigil_cli::audit;
+    let cluster = sigil_cli::local::ClusterInfo::load(data_dir).ok();
+    let domain = match (&args.trust_domain, &cluster) {
+        (Some(d), _) => TrustDomain::new(d.clone())?,
+        (None, Some(info)) => info.trust_domain.clone(),
+        (None, None) => TrustDomain::default(),
+    };
+    let ca = args
+        .ca
+        .clone()
+        .unwrap_or_else(|| data_dir.join("pki").join("ca.pem"));
+    let verifier = audit::verifier(&ca, &domain)?;
+    let (source, result) = match (&args.dir, &args.db, &args.process) {
+        (Some(dir), _, _) => (
+            format!("export {}", dir.display()),
+            audit::verify(&audit::load_dir(dir)?, &verifier),
+        ),
+        (None, Some(db), Some(process)) => (
+            format!("database {} ({process})", db.display()),
+            audit::verify_db(db, process, &verifier).await?,
+        ),
+        _ => {
+            let ctx = ClientContext::load(data_dir, cli.as_client.as_deref().unwrap_or("auditor"))?;
+            (
+                format!("live cluster at {}", ctx.info.coordinator),
+                audit::verify(&audit::fetch_live(ctx.coordinator()?).await?, &verifier),
+            )
+        }
+    };
+    let mut first: std::collections::BTreeMap<&str, &audit::Problem> = Default::default();
+    for p in &result.problems {
+        first.entry(p.process.as_str()).or_insert(p);
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "ok": result.is_ok(),
+                "source": source,
+                "processes": result.processes,
+                "records": result.records,
+                "heads": result.heads,
+                "heads_matched": result.heads_matched,
+                "problems": result.problems,
+                "first": first,
+            })
+        );
+    } else {
+        println!(
+            "{source}: {} processes, {} records, {} signed heads ({} matched)",
+            result.processes.len(),
+            result.records,
+            result.heads,
+            result.heads_matched
+        );
+        if result.is_ok() {
+            println!("OK: every chain, signed head and cross-check verifies");
+        } else {
+            println!("process sequence kind reason");
+            for p in &result.problems {
+                let is_first = first
+                    .get(p.process.as_str())
+                    .is_some_and(|f| std::ptr::eq(*f, p));
+                println!("{}{p}", if is_first { "* " } else { "  " });
+            }
+            println!();
+            for (process, p) in &first {
+                println!(
+                    "first inconsistent record of {process}: sequence {} ({})",
+                    p.sequence, p.kind
+                );
+            }
+        }
+    }
+    if !result.is_ok() {
+        bail!(
+            "audit verification failed: {} problems",
+            result.problems.len()
+        );
     }
     Ok(())
 }
@@ -1010,12 +1330,18 @@ async fn up(
     nodes: u16,
     port: u16,
     ephemeral: bool,
+    audit_in_memory: bool,
 ) -> Result<()> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
     let mut spec = ClusterSpec::new(data_dir, nodes);
     spec.base_port = (!ephemeral).then_some(port);
+    if audit_in_memory {
+        eprintln!("WARNING: audit logs in memory (--audit-in-memory): for benchmarks only");
+        spec.node_audit.database = Some(sigil_node::config::AUDIT_MEMORY.to_owned());
+        spec.coordinator_audit.database = Some(sigil_coordinator::config::AUDIT_MEMORY.to_owned());
+    }
     let cluster = LocalCluster::start(spec).await?;
     if cli.json {
         let nodes: Vec<_> = cluster

@@ -7,6 +7,13 @@
 //! its inbound messages. The coordinator reads nothing but public
 //! broadcasts and messages addressed to it; direct messages are sealed to
 //! their recipient. Any failure aborts the session on every participant.
+//!
+//! A session may be *gated*: the first round (which carries no signature
+//! share) runs while the gate is pending, and no further round is asked of
+//! any node until the gate opens. The coordinator gates signing sessions on
+//! their audit record, so the record's commit overlaps the nodes' first
+//! round instead of preceding it, and a session whose record fails is
+//! aborted before any node issues a share.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +51,9 @@ pub enum DriveError {
     /// A node's output was malformed or misrouted.
     #[error("invalid output from node(s) {culprits:?}: {message}")]
     BadOutput { culprits: Vec<u16>, message: String },
+    /// The gate did not open: the session was aborted after its first round.
+    #[error("session aborted before its second round (gate closed)")]
+    GateClosed,
 }
 
 impl DriveError {
@@ -51,7 +61,7 @@ impl DriveError {
     pub fn culprits(&self) -> Vec<u16> {
         match self {
             Self::Protocol { culprits, .. } | Self::BadOutput { culprits, .. } => culprits.clone(),
-            Self::Unavailable { .. } | Self::Refused { .. } => Vec::new(),
+            Self::Unavailable { .. } | Self::Refused { .. } | Self::GateClosed => Vec::new(),
         }
     }
 
@@ -135,9 +145,23 @@ pub async fn drive(
     pool: &NodePool,
     nodes: &[NodeConn],
     session: SessionId,
+    start: pb::StartSessionRequest,
+    steps: u16,
+    timeout: Duration,
+) -> Result<Transcript, DriveError> {
+    drive_gated(pool, nodes, session, start, steps, timeout, None).await
+}
+
+/// [`drive`], asking nodes for their second round only once `gate` says
+/// `true` (a closed or `false` gate aborts the session: [`DriveError::GateClosed`]).
+pub async fn drive_gated(
+    pool: &NodePool,
+    nodes: &[NodeConn],
+    session: SessionId,
     mut start: pb::StartSessionRequest,
     steps: u16,
     timeout: Duration,
+    gate: Option<tokio::sync::oneshot::Receiver<bool>>,
 ) -> Result<Transcript, DriveError> {
     let ids: Vec<NodeId> = nodes
         .iter()
@@ -151,7 +175,7 @@ pub async fn drive(
     start.participants = pool.identities(nodes).await?;
     start.deadline_unix_ms = unix_ms() + timeout.as_millis() as u64 * u64::from(steps + 1);
 
-    let result = run(nodes, &ids, session, start, steps, timeout).await;
+    let result = run(nodes, &ids, session, start, steps, timeout, gate).await;
     if result.is_err() {
         abort_all(nodes, session, "session failed").await;
     }
@@ -165,6 +189,7 @@ async fn run(
     start: pb::StartSessionRequest,
     steps: u16,
     timeout: Duration,
+    mut gate: Option<tokio::sync::oneshot::Receiver<bool>>,
 ) -> Result<Transcript, DriveError> {
     let calls = nodes.iter().map(|n| {
         let mut client = n.client.clone();
@@ -206,6 +231,11 @@ async fn run(
         if round == steps + 1 {
             transcript.rounds.push(deliveries);
             break;
+        }
+        if let Some(gate) = gate.take()
+            && gate.await != Ok(true)
+        {
+            return Err(DriveError::GateClosed);
         }
         let calls = nodes.iter().map(|n| {
             let mut client = n.client.clone();

@@ -5,6 +5,16 @@ use tonic::Status;
 
 use crate::store::StoreError;
 
+impl From<sigil_audit::AuditError> for CoordinatorError {
+    fn from(e: sigil_audit::AuditError) -> Self {
+        match e {
+            sigil_audit::AuditError::Unavailable(_) => Self::AuditUnavailable(e.to_string()),
+            sigil_audit::AuditError::InvalidFilter(m) => Self::InvalidRequest(m),
+            other => Self::Audit(other.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("configuration: {0}")]
@@ -28,6 +38,13 @@ pub enum CoordinatorError {
     /// A protocol failed and named the nodes responsible.
     #[error("{message}")]
     Misbehaviour { culprits: Vec<u16>, message: String },
+    /// The audit record of an operation could not be committed, so the
+    /// operation is refused (fail closed).
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
+    /// The audit log failed in a way that is not a refusal (a bug, a corrupt row).
+    #[error("audit: {0}")]
+    Audit(String),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("I/O: {0}")]
@@ -43,6 +60,10 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::AlreadyExists(m) => Status::already_exists(m),
             CoordinatorError::Aborted(m) => Status::aborted(m),
             CoordinatorError::Unimplemented(m) => Status::unimplemented(m),
+            CoordinatorError::AuditUnavailable(m) => {
+                tracing::error!(reason = %m, "audit log unavailable; request refused");
+                Status::unavailable("audit log unavailable; request refused")
+            }
             CoordinatorError::Misbehaviour { culprits, message } => {
                 let mut status = Status::aborted(message);
                 let list: Vec<String> = culprits.iter().map(u16::to_string).collect();

@@ -9,8 +9,12 @@
 //! Layout: [`config`], [`roles`] (client identity → role → methods),
 //! [`store`] (coordinator storage behind a trait, SQLite by default),
 //! [`nodes`] (mTLS channels to the nodes and their health), [`service`]
-//! (the client-facing gRPC services) and [`server`].
+//! (the client-facing gRPC services), [`audit`] (the coordinator's audit
+//! log, fail closed, and the per-request audit layer), [`audit_api`] (the
+//! Audit service, relaying node logs) and [`server`].
 
+pub mod audit;
+pub mod audit_api;
 pub mod config;
 pub mod driver;
 pub mod error;

@@ -7,6 +7,12 @@
 //! it and retries once with a quorum that excludes it. Nodes that do not
 //! answer are excluded too; when fewer than the threshold remain, the
 //! request fails `UNAVAILABLE`, naming the nodes it waited on.
+//!
+//! Audit (fail closed, see [`crate::audit`]): each signing session is
+//! recorded before any node is asked for its share, and a signature is returned — and
+//! stored for idempotent replays — only once its `signature_returned`
+//! record is committed; otherwise the request fails `UNAVAILABLE` and its
+//! idempotency claim is released.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +26,8 @@ use sigil_protocol::frost;
 use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
 
 use crate::CoordinatorError;
-use crate::driver::{DriveError, drive};
+use crate::audit::{SignAudit, error_kind, signed_digest};
+use crate::driver::{DriveError, drive, drive_gated};
 use crate::service::Coordinator;
 use crate::store::{KeyRecord, Misbehaviour, SignClaim};
 
@@ -70,6 +77,7 @@ impl Coordinator {
     /// Runs a DKG among the requested nodes and records the new key.
     pub async fn create_key(
         &self,
+        actor: &str,
         req: pb::CreateKeyRequest,
     ) -> Result<KeyRecord, CoordinatorError> {
         let scheme = scheme_from_wire(req.scheme).map_err(invalid)?;
@@ -164,6 +172,21 @@ impl Coordinator {
             label: req.label,
             created_at: now_rfc3339(),
         };
+        // Fail closed: the key becomes usable (committed, stored) only once recorded.
+        self.audit
+            .key_created(
+                actor.to_owned(),
+                &key_id,
+                &record.participants,
+                &session.to_string(),
+                Sha256::digest(&record.public_key_package).to_vec(),
+                format!(
+                    "{scheme} {threshold}-of-{}, public key {}",
+                    record.participants.len(),
+                    hex::encode(&record.public_key)
+                ),
+            )
+            .await?;
         self.commit_on_nodes(&conns, &key_id, &record.public_key_package)
             .await?;
         self.store.insert_key(&record).await?;
@@ -172,10 +195,14 @@ impl Coordinator {
     }
 
     /// Signs `req` for `requester`, idempotently.
+    /// `requester` keys idempotency records; `actor` (its SPIFFE URI) is
+    /// what the audit log records.
     pub async fn sign(
         &self,
         requester: &str,
+        actor: &str,
         req: pb::SignRequest,
+        slot: Option<crate::audit::RequestSlot>,
     ) -> Result<pb::SignResponse, CoordinatorError> {
         if !valid_token(&req.idempotency_key) {
             return Err(CoordinatorError::InvalidRequest(
@@ -192,6 +219,12 @@ impl Coordinator {
             &req.derivation_path,
         )
         .map_err(invalid)?;
+        let audit = SignAudit {
+            actor: actor.to_owned(),
+            key_id: key.key_id.clone(),
+            request_id: req.idempotency_key.clone(),
+            digest: signed_digest(input.signed_bytes()),
+        };
         let digest = request_digest(&req);
         match self
             .store
@@ -223,7 +256,24 @@ impl Coordinator {
                 ));
             }
         }
-        let result = self.sign_with_retries(&key, scheme, &req, &input).await;
+        let result = match self
+            .sign_with_retries(&key, scheme, &req, &input, &audit)
+            .await
+        {
+            // Fail closed: not returned, nor stored for replays, unless recorded.
+            Ok(resp) => {
+                let signers: Vec<u16> = resp
+                    .signers
+                    .iter()
+                    .filter_map(|s| u16::try_from(*s).ok())
+                    .collect();
+                self.audit
+                    .signature_returned(&audit, &signers, &resp.session_id, slot.as_ref())
+                    .await
+                    .map(|()| resp)
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(resp) => {
                 self.store
@@ -250,6 +300,7 @@ impl Coordinator {
         scheme: Scheme,
         req: &pb::SignRequest,
         input: &SignInput,
+        audit: &SignAudit,
     ) -> Result<pb::SignResponse, CoordinatorError> {
         // Nodes a protocol named as cheaters stay out of this key's quorums
         // until an operator clears them.
@@ -296,7 +347,10 @@ impl Coordinator {
                     )));
                 }
             };
-            match self.sign_attempt(key, scheme, &quorum, req, input).await {
+            match self
+                .sign_attempt(key, scheme, &quorum, req, input, audit)
+                .await
+            {
                 Attempt::Signed {
                     signature,
                     signers,
@@ -345,9 +399,81 @@ impl Coordinator {
         quorum: &[crate::nodes::NodeConn],
         req: &pb::SignRequest,
         input: &SignInput,
+        audit: &SignAudit,
     ) -> Attempt {
         let session = random_session();
         let signers: Vec<u16> = quorum.iter().map(|n| n.endpoint.id).collect();
+        // Fail closed: the session's record is committed while the nodes
+        // run their first round (which carries no share); no node is asked
+        // for its share before it is, and the session is aborted if it fails.
+        let (gate, gated) = tokio::sync::oneshot::channel();
+        let record = async {
+            let recorded = self
+                .audit
+                .sign_session(audit, &signers, &session.to_string())
+                .await;
+            let _ = gate.send(recorded.is_ok());
+            recorded
+        };
+        let (recorded, attempt) = tokio::join!(
+            record,
+            self.run_sign_attempt(key, scheme, quorum, req, input, session, &signers, gated)
+        );
+        if let Err(e) = recorded {
+            return Attempt::Fatal(e);
+        }
+        self.audit_failed_attempt(audit, &signers, session, &attempt)
+            .await;
+        attempt
+    }
+
+    /// Records how a signing attempt failed (nothing for a signature: its
+    /// `signature_returned` record follows).
+    async fn audit_failed_attempt(
+        &self,
+        audit: &SignAudit,
+        signers: &[u16],
+        session: SessionId,
+        attempt: &Attempt,
+    ) {
+        let (kind, culprits, reason): (&str, &[u16], String) = match attempt {
+            Attempt::Signed { .. } => return,
+            Attempt::Exclude {
+                nodes,
+                misbehaved: true,
+                reason,
+            } => ("misbehaviour", nodes, reason.clone()),
+            Attempt::Exclude { reason, .. } => ("unavailable", &[], reason.clone()),
+            Attempt::Fatal(CoordinatorError::Misbehaviour { culprits, message }) => {
+                ("misbehaviour", culprits, message.clone())
+            }
+            Attempt::Fatal(e) => (error_kind(e), &[], e.to_string()),
+        };
+        self.audit
+            .sign_session_failed(
+                audit,
+                signers,
+                &session.to_string(),
+                kind,
+                culprits,
+                &reason,
+            )
+            .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_sign_attempt(
+        &self,
+        key: &KeyRecord,
+        scheme: Scheme,
+        quorum: &[crate::nodes::NodeConn],
+        req: &pb::SignRequest,
+        input: &SignInput,
+        session: SessionId,
+        signers: &[u16],
+        gate: tokio::sync::oneshot::Receiver<bool>,
+    ) -> Attempt {
+        let signers = signers.to_vec();
         let ids: Vec<NodeId> = match signers.iter().map(|s| NodeId::new(*s)).collect() {
             Ok(ids) => ids,
             Err(e) => return Attempt::Fatal(invalid(e)),
@@ -365,13 +491,14 @@ impl Coordinator {
             ..Default::default()
         };
         let steps = engine::sign_steps(scheme) as u16;
-        let transcript = match drive(
+        let transcript = match drive_gated(
             &self.nodes,
             quorum,
             session,
             start,
             steps,
             self.nodes.timeout(),
+            Some(gate),
         )
         .await
         {
@@ -477,6 +604,13 @@ impl Coordinator {
         reason: &str,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let store = self.store.clone();
+        let audit = self.audit.clone();
+        let (audit_key, audit_session, audit_culprits, audit_reason) = (
+            key_id.to_owned(),
+            session.to_string(),
+            culprits.to_vec(),
+            reason.to_owned(),
+        );
         let records: Vec<Misbehaviour> = culprits
             .iter()
             .map(|c| Misbehaviour {
@@ -493,6 +627,11 @@ impl Coordinator {
                 if let Err(e) = store.record_misbehaviour(&m).await {
                     tracing::error!(error = %e, "could not record misbehaviour");
                 }
+            }
+            if !audit_culprits.is_empty() {
+                audit
+                    .misbehaviour(&audit_key, &audit_session, &audit_culprits, &audit_reason)
+                    .await;
             }
         }
     }
@@ -579,6 +718,7 @@ impl Coordinator {
     pub async fn clear_exclusion(
         &self,
         operator: &str,
+        actor: &str,
         key_id: &str,
         node_id: u32,
         reason: &str,
@@ -597,6 +737,10 @@ impl Coordinator {
                 "a reason is required to clear an exclusion".into(),
             ));
         }
+        // Fail closed: the node is let back in only once this is on record.
+        self.audit
+            .exclusion_cleared(actor.to_owned(), key_id, node, reason)
+            .await?;
         let cleared = self
             .store
             .clear_exclusion(key_id, node, reason, &now_rfc3339())

@@ -1,6 +1,9 @@
 //! The coordinator's gRPC server: mTLS listener, role-based authorization,
 //! health checking, server reflection (so `grpcurl` can explore it) and
-//! graceful shutdown, in the `run(listener, shutdown)` shape.
+//! graceful shutdown, in the `run(listener, shutdown)` shape. The audit
+//! layer sits outside authorization, so refused calls are recorded too; the
+//! audit log is recorded at start, on a timer (signed heads), on
+//! certificate reloads and at a graceful stop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::CoordinatorError;
+use crate::audit::{CoordinatorAudit, RequestAuditLayer};
 use crate::config::CoordinatorConfig;
 use crate::nodes::NodePool;
 use crate::roles::RoleMap;
@@ -41,6 +45,8 @@ impl std::fmt::Debug for CoordinatorServer {
 #[derive(Clone, Debug)]
 pub struct CoordinatorHandle {
     pub tls: Arc<ReloadableTls>,
+    /// The coordinator's audit log (read it; appends belong to the coordinator).
+    pub audit: sigil_audit::AuditLog,
     events: broadcast::Sender<ConnectionEvent>,
 }
 
@@ -69,9 +75,14 @@ impl CoordinatorServer {
             tls.clone(),
             config.node_timeout,
         )?);
+        let audit = CoordinatorAudit::open(&config, tls.clone()).await?;
         let (events, _) = broadcast::channel(256);
         Ok(Self {
-            state: Arc::new(Coordinator { store, nodes }),
+            state: Arc::new(Coordinator {
+                store,
+                nodes,
+                audit,
+            }),
             config,
             tls,
             events,
@@ -81,6 +92,7 @@ impl CoordinatorServer {
     pub fn handle(&self) -> CoordinatorHandle {
         CoordinatorHandle {
             tls: self.tls.clone(),
+            audit: self.state.audit.log().clone(),
             events: self.events.clone(),
         }
     }
@@ -92,6 +104,16 @@ impl CoordinatorServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), CoordinatorError> {
         let addr = listener.local_addr()?;
+        let audit = self.state.audit.clone();
+        // Fail closed from the start: a coordinator whose log is not writable does not serve.
+        audit
+            .process_start(format!(
+                "sigil-coordinator {}, listening on {addr}, {} nodes",
+                env!("CARGO_PKG_VERSION"),
+                self.config.nodes.len()
+            ))
+            .await?;
+        let audit_task = audit.spawn_background(self.config.audit.head_interval, self.tls.clone());
         let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<SigningServer<Api>>().await;
@@ -109,6 +131,8 @@ impl CoordinatorServer {
         };
         tracing::info!(%addr, nodes = self.config.nodes.len(), "coordinator serving");
         let result = tonic::transport::Server::builder()
+            // Outermost: records every call, including those authorization refuses.
+            .layer(RequestAuditLayer::new(audit.clone()))
             .layer(AuthzLayer::new(
                 move |method: &str, peer: &sigil_tls::PeerInfo| roles.authorize(method, peer),
             ))
@@ -120,6 +144,8 @@ impl CoordinatorServer {
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();
+        audit_task.abort();
+        audit.process_stop().await;
         tracing::info!("coordinator stopped");
         result.map_err(CoordinatorError::from)
     }

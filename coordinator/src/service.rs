@@ -2,7 +2,9 @@
 //! `KeyAdmin` (operator) and `Audit` (auditor). Authorization has already
 //! happened in the [`sigil_tls::authz`] layer by the time a handler runs;
 //! handlers validate input, call the store or the nodes, and map errors
-//! deliberately.
+//! deliberately. Each call is recorded in the audit log by the
+//! [`crate::audit::RequestAuditLayer`]; handlers only name the key and
+//! request it concerns ([`RequestSlot::note`]).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::CoordinatorError;
+use crate::audit::{CoordinatorAudit, RequestSlot, actor_of};
 use crate::nodes::NodePool;
 use crate::store::{CoordinatorStore, KeyRecord};
 
@@ -21,6 +24,7 @@ use crate::store::{CoordinatorStore, KeyRecord};
 pub struct Coordinator {
     pub(crate) store: Arc<dyn CoordinatorStore>,
     pub(crate) nodes: Arc<NodePool>,
+    pub(crate) audit: CoordinatorAudit,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -48,6 +52,11 @@ fn requester<T>(req: &Request<T>) -> Result<String, Status> {
         .get::<sigil_tls::PeerInfo>()
         .map(|p| p.identity.to_string())
         .ok_or_else(|| Status::unauthenticated("no authenticated identity"))
+}
+
+/// The caller's identity as the audit log records it (SPIFFE URI).
+fn actor<T>(api: &Api, req: &Request<T>) -> String {
+    actor_of(req.extensions().get(), api.audit.domain())
 }
 
 /// Wire form of a stored key.
@@ -83,8 +92,16 @@ impl Signing for Api {
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
         let requester = requester(&req)?;
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| {
+            n.key_id = req.get_ref().key_id.clone();
+            n.request_id = req.get_ref().idempotency_key.clone();
+        });
+        let slot = req.extensions().get::<RequestSlot>().cloned();
         Ok(Response::new(
-            self.0.sign(&requester, req.into_inner()).await?,
+            self.0
+                .sign(&requester, &actor, req.into_inner(), slot)
+                .await?,
         ))
     }
 
@@ -92,6 +109,7 @@ impl Signing for Api {
         &self,
         req: Request<pb::GetPublicKeyRequest>,
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let req = req.into_inner();
         Ok(Response::new(
             self.0.public_key(&req.key_id, &req.derivation_path).await?,
@@ -105,7 +123,12 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
-        let key = self.0.create_key(req.into_inner()).await?;
+        let actor = actor(self, &req);
+        let slot = req.extensions().get::<RequestSlot>().cloned();
+        let key = self.0.create_key(&actor, req.into_inner()).await?;
+        if let Some(slot) = slot {
+            slot.fill(|n| n.key_id = key.key_id.clone());
+        }
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(key_info(&key)),
         }))
@@ -129,6 +152,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let key = self.key(&req.get_ref().key_id).await?;
         Ok(Response::new(key_info(&key)))
     }
@@ -172,10 +196,15 @@ impl KeyAdmin for Api {
         req: Request<pb::ClearExclusionRequest>,
     ) -> Result<Response<pb::ClearExclusionResponse>, Status> {
         let operator = requester(&req)?;
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| {
+            n.key_id = req.get_ref().key_id.clone();
+            n.detail = format!("node {}", req.get_ref().node_id);
+        });
         let req = req.into_inner();
         let cleared = self
             .0
-            .clear_exclusion(&operator, &req.key_id, req.node_id, &req.reason)
+            .clear_exclusion(&operator, &actor, &req.key_id, req.node_id, &req.reason)
             .await?;
         Ok(Response::new(pb::ClearExclusionResponse { cleared }))
     }
@@ -187,28 +216,36 @@ impl Audit for Api {
 
     async fn query_records(
         &self,
-        _req: Request<pb::QueryRecordsRequest>,
+        req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the audit trail is not available in this version",
-        ))
+        RequestSlot::note(&req, |n| n.detail = audit_query_detail(req.get_ref()));
+        Ok(Response::new(self.0.query_records(req.into_inner()).await?))
     }
 
     async fn export_records(
         &self,
-        _req: Request<pb::QueryRecordsRequest>,
+        req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
-        Err(Status::unimplemented(
-            "the audit trail is not available in this version",
+        RequestSlot::note(&req, |n| n.detail = audit_query_detail(req.get_ref()));
+        Ok(Response::new(
+            self.0.export_records(req.into_inner()).await?,
         ))
     }
 
     async fn get_signed_heads(
         &self,
-        _req: Request<pb::GetSignedHeadsRequest>,
+        req: Request<pb::GetSignedHeadsRequest>,
     ) -> Result<Response<pb::GetSignedHeadsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the audit trail is not available in this version",
-        ))
+        Ok(Response::new(self.0.signed_heads(req.into_inner()).await?))
     }
+}
+
+/// Which log an auditor read, for the `request` record.
+fn audit_query_detail(req: &pb::QueryRecordsRequest) -> String {
+    let process = if req.process.is_empty() {
+        sigil_audit::COORDINATOR_PROCESS
+    } else {
+        req.process.as_str()
+    };
+    format!("process {process}")
 }

@@ -7,6 +7,16 @@ use tonic::Status;
 use crate::seal::SealError;
 use crate::store::StoreError;
 
+impl From<sigil_audit::AuditError> for NodeError {
+    fn from(e: sigil_audit::AuditError) -> Self {
+        match e {
+            sigil_audit::AuditError::Unavailable(_) => Self::AuditUnavailable(e.to_string()),
+            sigil_audit::AuditError::InvalidFilter(m) => Self::InvalidRequest(m),
+            other => Self::Audit(other.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("configuration: {0}")]
@@ -31,6 +41,13 @@ pub enum NodeError {
     UnknownKey(String),
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The audit record of an operation could not be committed, so the
+    /// operation is refused (fail closed).
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
+    /// The audit log failed in a way that is not a refusal (a bug, a corrupt row).
+    #[error("audit: {0}")]
+    Audit(String),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("I/O: {0}")]
@@ -53,6 +70,10 @@ impl From<NodeError> for Status {
             }
             NodeError::UnknownKey(k) => Status::not_found(format!("unknown key {k}")),
             NodeError::Unsupported(m) => Status::unimplemented(m),
+            NodeError::AuditUnavailable(m) => {
+                tracing::error!(reason = %m, "audit log unavailable; operation refused");
+                Status::unavailable("audit log unavailable; operation refused")
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 Status::internal("internal error")

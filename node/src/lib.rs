@@ -7,9 +7,11 @@
 //!
 //! Layout: [`config`] (TOML + environment), [`seal`] (encryption of shares at
 //! rest), [`store`] (the share store behind a trait, SQLite by default),
+//! [`audit`] (the node's tamper-evident audit log, fail closed),
 //! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
 //! listener, health, authorization, `run(listener, shutdown)`).
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod identity;

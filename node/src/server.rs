@@ -2,6 +2,8 @@
 //! (only the coordinator may call `sigil.v1.Node`; any cluster identity may
 //! check health) and graceful shutdown, in the `run(listener, shutdown)`
 //! shape so tests can bind `127.0.0.1:0` and stop it deterministically.
+//! The audit log is opened with the node and recorded at start, on a timer
+//! (signed heads), on certificate reloads and at a graceful stop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::sync::broadcast;
 use tonic::Status;
 
 use crate::NodeError;
+use crate::audit::NodeAudit;
 use crate::config::NodeConfig;
 use crate::identity::load_or_create_encryption_key;
 use crate::seal::Kek;
@@ -31,6 +34,7 @@ pub struct NodeServer {
     kek: Arc<Kek>,
     encryption: EncryptionKeypair,
     sessions: Arc<Sessions>,
+    audit: NodeAudit,
     faults: Faults,
     events: broadcast::Sender<ConnectionEvent>,
 }
@@ -48,6 +52,8 @@ impl std::fmt::Debug for NodeServer {
 pub struct NodeHandle {
     pub node_id: u16,
     pub tls: Arc<ReloadableTls>,
+    /// The node's audit log (read it; appends belong to the node).
+    pub audit: sigil_audit::AuditLog,
     events: broadcast::Sender<ConnectionEvent>,
 }
 
@@ -77,6 +83,7 @@ impl NodeServer {
         let kek = Arc::new(Kek::load_or_create(&config.kek_path())?);
         let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)?;
         let store: Arc<dyn ShareStore> = Arc::new(SqliteShareStore::open(&config.database).await?);
+        let audit = NodeAudit::open(&config, tls.clone()).await?;
         let (events, _) = broadcast::channel(256);
         let sessions = Arc::new(Sessions::new(config.session_ttl));
         Ok(Self {
@@ -86,6 +93,7 @@ impl NodeServer {
             kek,
             encryption,
             sessions,
+            audit,
             faults: Faults::default(),
             events,
         })
@@ -102,6 +110,7 @@ impl NodeServer {
         NodeHandle {
             node_id: self.config.node_id,
             tls: self.tls.clone(),
+            audit: self.audit.log().clone(),
             events: self.events.clone(),
         }
     }
@@ -113,6 +122,17 @@ impl NodeServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
         let addr = listener.local_addr()?;
+        // Fail closed from the start: a node whose log is not writable does not serve.
+        self.audit
+            .process_start(format!(
+                "sigil-node {}, zone {}, listening on {addr}",
+                env!("CARGO_PKG_VERSION"),
+                self.config.zone
+            ))
+            .await?;
+        let audit_task = self
+            .audit
+            .spawn_background(self.config.audit.head_interval, self.tls.clone());
         let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NodeGrpc<NodeService>>().await;
@@ -138,6 +158,7 @@ impl NodeServer {
             kek: self.kek.clone(),
             encryption: self.encryption,
             sessions: self.sessions.clone(),
+            audit: self.audit.clone(),
             faults: self.faults.clone(),
         };
         let opts = AcceptOptions {
@@ -145,14 +166,21 @@ impl NodeServer {
             ..AcceptOptions::default()
         };
         tracing::info!(node_id = self.config.node_id, zone = %self.config.zone, %addr, "node serving");
+        let audit = self.audit.clone();
         let result = tonic::transport::Server::builder()
-            .layer(AuthzLayer::new(authorize))
+            .layer(AuthzLayer::new(move |method: &str, peer: &PeerInfo| {
+                authorize(method, peer).inspect_err(|status| {
+                    audit.authz_denied(Some(peer), method, status.message());
+                })
+            }))
             .add_service(health_service)
             .add_service(NodeGrpc::new(service))
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();
         sweeper.abort();
+        audit_task.abort();
+        self.audit.process_stop().await;
         tracing::info!(node_id = self.config.node_id, "node stopped");
         result.map_err(NodeError::from)
     }

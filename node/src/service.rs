@@ -3,7 +3,10 @@
 //! the relayed identities, run the node's own policy check, and hand
 //! messages to the sans-I/O protocol wrapped in [`SecureSession`]
 //! (sender signatures, end-to-end encryption). A DKG's share is sealed and
-//! stored before the node reports success.
+//! stored before the node reports success. Every session start, issued
+//! signature share, stored key and refusal is recorded through
+//! [`NodeAudit`] first (fail closed), and the node's log is readable by the
+//! coordinator (`ExportAudit`, `GetAuditHeads`) for auditors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +21,11 @@ use sigil_protocol::engine::{self, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
 use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::NodeError;
+use crate::audit::{NodeAudit, SessionAudit, actor_of, signed_digest};
 use crate::identity::{SessionSigner, node_identity, verify_participants};
 use crate::seal::{Binding, Kek};
 use crate::sessions::{Session, SessionKind, Sessions, Stepped};
@@ -43,6 +48,7 @@ pub struct NodeService {
     pub(crate) kek: Arc<Kek>,
     pub(crate) encryption: EncryptionKeypair,
     pub(crate) sessions: Arc<Sessions>,
+    pub(crate) audit: NodeAudit,
     #[allow(dead_code)] // read only with the fault-injection feature
     pub(crate) faults: Faults,
 }
@@ -91,10 +97,37 @@ impl NodeService {
         Instant::now() + ttl
     }
 
-    async fn start(&self, req: pb::StartSessionRequest) -> Result<pb::StepResponse, NodeError> {
+    /// What the log records about a session start, from the request as received.
+    fn session_audit(&self, actor: String, req: &pb::StartSessionRequest) -> SessionAudit {
+        let (kind, key_id) = match &req.kind {
+            Some(pb::start_session_request::Kind::Dkg(d)) => ("dkg", d.key_id.clone()),
+            Some(pb::start_session_request::Kind::Sign(s)) => ("sign", s.key_id.clone()),
+            None => ("unknown", String::new()),
+        };
+        SessionAudit {
+            kind,
+            actor,
+            key_id,
+            request_id: req.request_id.clone(),
+            digest: Vec::new(),
+            quorum: req
+                .participants
+                .iter()
+                .filter_map(|p| u16::try_from(p.node_id).ok())
+                .collect(),
+            session_id: hex::encode(&req.session_id),
+        }
+    }
+
+    async fn start(
+        &self,
+        req: pb::StartSessionRequest,
+        mut audit: SessionAudit,
+    ) -> Result<pb::StepResponse, NodeError> {
         let session_id = SessionId::from_slice(&req.session_id)?;
         let me = self.me()?;
         let participants = verify_participants(&self.tls, me, &req.participants)?;
+        audit.quorum = participants.ids.iter().map(|p| p.get()).collect();
         let signer = Arc::new(SessionSigner {
             node: me,
             key: self.tls.identity_key()?,
@@ -158,6 +191,7 @@ impl NodeService {
                     &s.derivation_path,
                 )?;
                 crate::policy::check_sign_request(&stored, &s, &input, &participants.ids)?;
+                audit.digest = signed_digest(input.signed_bytes());
                 let binding = Binding {
                     key_id: &stored.key_id,
                     node_id: self.node_id,
@@ -193,8 +227,19 @@ impl NodeService {
             }
             None => return Err(NodeError::InvalidRequest("session kind is required".into())),
         };
-        self.sessions
-            .insert_new(session_id, Session { kind, expires })?;
+        self.sessions.insert_new(
+            session_id,
+            Session {
+                kind,
+                expires,
+                audit: audit.clone(),
+            },
+        )?;
+        // Nothing of the session leaves the node before it is on record.
+        if let Err(e) = self.audit.session_started(&audit).await {
+            self.sessions.abort(&session_id);
+            return Err(e);
+        }
         Ok(pb::StepResponse {
             session_id: session_id.as_bytes().to_vec(),
             round: 1,
@@ -206,7 +251,23 @@ impl NodeService {
     async fn step_session(&self, req: pb::StepRequest) -> Result<pb::StepResponse, NodeError> {
         let session_id = SessionId::from_slice(&req.session_id)?;
         // Taken out of the table: a concurrent or replayed step finds nothing.
-        let mut session = self.sessions.take(&session_id)?;
+        let session = self.sessions.take(&session_id)?;
+        let audit = session.audit.clone();
+        let result = self.step_taken(session_id, session, req).await;
+        if let Err(e) = &result {
+            self.audit.session_failed(&audit, e).await;
+        }
+        result
+    }
+
+    /// One step of a session taken out of the table; on error the session
+    /// (and its secrets) is dropped.
+    async fn step_taken(
+        &self,
+        session_id: SessionId,
+        mut session: Session,
+        req: pb::StepRequest,
+    ) -> Result<pb::StepResponse, NodeError> {
         let expected = session.expected_round();
         if req.round != u32::from(expected) {
             return Err(NodeError::InvalidRequest(format!(
@@ -233,6 +294,9 @@ impl NodeService {
                 return Ok(response(&messages, None));
             }
             Stepped::SignDone(messages) => {
+                // Fail closed: the share leaves only once its record is
+                // committed; otherwise the session (and its nonce) is dropped.
+                self.audit.share_issued(&session.audit).await?;
                 if let SessionKind::Sign { key_id, .. } = &session.kind {
                     tracing::info!(session = %session_id, key_id = %key_id, "signature share issued");
                 }
@@ -255,6 +319,17 @@ impl NodeService {
             ));
         };
         self.persist_share(&key_id, scheme, threshold, participants, &out)
+            .await?;
+        self.audit
+            .dkg_share_stored(
+                &session.audit,
+                <sha2::Sha256 as sha2::Digest>::digest(&out.public_key_package).to_vec(),
+                format!(
+                    "dkg: {scheme} {threshold}-of-{}, public key {}",
+                    session.audit.quorum.len(),
+                    hex::encode(&out.public_key)
+                ),
+            )
             .await?;
         tracing::info!(session = %session_id, key_id = %key_id, "DKG finished; share sealed and stored, pending commit");
         let output = Some(pb::SessionOutput {
@@ -344,8 +419,87 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Audit records the node streams per page while exporting.
+const EXPORT_PAGE: u32 = 500;
+
 #[tonic::async_trait]
 impl Node for NodeService {
+    type ExportAuditStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
+
+    async fn export_audit(
+        &self,
+        req: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        let req = req.into_inner();
+        let opt = |s: String| (!s.is_empty()).then_some(s);
+        let mut filter = sigil_audit::Filter {
+            from_time: opt(req.from_time),
+            to_time: opt(req.to_time),
+            key_id: opt(req.key_id),
+            actor: opt(req.actor),
+            action: opt(req.action),
+            outcome: opt(req.outcome),
+            after_sequence: Some(req.after_sequence),
+            limit: None,
+        };
+        // Refuse a bad filter before the stream starts.
+        filter.limit = Some(1);
+        self.audit
+            .log()
+            .query(&filter)
+            .await
+            .map_err(NodeError::from)?;
+        let log = self.audit.log().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut remaining = if req.limit == 0 {
+                u64::MAX
+            } else {
+                u64::from(req.limit)
+            };
+            while remaining > 0 {
+                filter.limit =
+                    Some(u32::try_from(remaining.min(u64::from(EXPORT_PAGE))).unwrap_or(1));
+                let page = match log.query(&filter).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(NodeError::from(e)))).await;
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { return };
+                filter.after_sequence = Some(last.sequence);
+                remaining = remaining.saturating_sub(page.len() as u64);
+                for r in &page {
+                    if tx
+                        .send(Ok(sigil_proto::audit::record_to_wire(r)))
+                        .await
+                        .is_err()
+                    {
+                        return; // the caller went away
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_audit_heads(
+        &self,
+        req: Request<pb::GetAuditHeadsRequest>,
+    ) -> Result<Response<pb::GetAuditHeadsResponse>, Status> {
+        let log = self.audit.log();
+        let heads = if req.get_ref().all {
+            log.all_signed_heads().await
+        } else {
+            log.latest_head().await.map(|h| h.into_iter().collect())
+        }
+        .map_err(NodeError::from)?;
+        Ok(Response::new(pb::GetAuditHeadsResponse {
+            heads: heads.iter().map(sigil_proto::audit::head_to_wire).collect(),
+        }))
+    }
+
     async fn get_info(
         &self,
         _req: Request<pb::GetInfoRequest>,
@@ -389,12 +543,17 @@ impl Node for NodeService {
         &self,
         req: Request<pb::StartSessionRequest>,
     ) -> Result<Response<pb::StepResponse>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
         let req = req.into_inner();
-        let session = hex::encode(&req.session_id);
-        self.start(req).await.map(Response::new).map_err(|e| {
-            tracing::warn!(session = %session, error = %e, "session refused");
-            e.into()
-        })
+        let audit = self.session_audit(actor, &req);
+        match self.start(req, audit.clone()).await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => {
+                tracing::warn!(session = %audit.session_id, error = %e, "session refused");
+                self.audit.session_refused(&audit, &e).await;
+                Err(e.into())
+            }
+        }
     }
 
     async fn step(
@@ -413,6 +572,7 @@ impl Node for NodeService {
         &self,
         req: Request<pb::CommitKeyRequest>,
     ) -> Result<Response<pb::NodeKey>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
         let req = req.into_inner();
         let share = self
             .store
@@ -431,6 +591,16 @@ impl Node for NodeService {
         match share.status {
             ShareStatus::Current => {}
             ShareStatus::Pending => {
+                // Fail closed: the share becomes usable only once this is on record.
+                self.audit
+                    .key_committed(
+                        actor,
+                        &req.key_id,
+                        req.epoch,
+                        digest.to_vec(),
+                        share.participants.clone(),
+                    )
+                    .await?;
                 self.store
                     .activate(&req.key_id, req.epoch)
                     .await
@@ -463,8 +633,11 @@ impl Node for NodeService {
     ) -> Result<Response<pb::AbortSessionResponse>, Status> {
         let req = req.into_inner();
         let id = SessionId::from_slice(&req.session_id).map_err(NodeError::from)?;
-        if self.sessions.abort(&id) {
+        if let Some(session) = self.sessions.remove(&id) {
             tracing::info!(session = %id, reason = %req.reason, "session aborted by the coordinator");
+            let audit = session.audit.clone();
+            drop(session); // its secrets go now, not after the audit write
+            self.audit.session_aborted(&audit, &req.reason).await;
         }
         Ok(Response::new(pb::AbortSessionResponse {}))
     }

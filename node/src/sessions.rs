@@ -38,6 +38,8 @@ pub enum SessionKind {
 pub struct Session {
     pub kind: SessionKind,
     pub expires: Instant,
+    /// What the audit log records about this session.
+    pub audit: crate::audit::SessionAudit,
 }
 
 /// What one step of a session produced.
@@ -147,7 +149,12 @@ impl Sessions {
 
     /// Drops a session (abort); true if it was live.
     pub fn abort(&self, id: &SessionId) -> bool {
-        self.lock().live.remove(id).is_some()
+        self.remove(id).is_some()
+    }
+
+    /// Takes a live session out of the table (to drop it), if there is one.
+    pub fn remove(&self, id: &SessionId) -> Option<Session> {
+        self.lock().live.remove(id)
     }
 
     /// Drops expired sessions and forgets old ids. Returns how many sessions expired.

@@ -14,6 +14,7 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every Sigil service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sigil_v1_descriptor");
 
+pub mod audit;
 pub mod convert;
 
 /// Fully qualified gRPC service names, as used by health checking.

@@ -31,6 +31,14 @@ pub struct TestCluster {
     pub cluster: LocalCluster,
     pub pki: PkiLayout,
     dir: tempfile::TempDir,
+    /// Nodes started again by [`TestCluster::restart_node`].
+    restarted: Vec<RestartedNode>,
+}
+
+/// A node server started by [`TestCluster::restart_node`].
+struct RestartedNode {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -62,14 +70,25 @@ impl TestCluster {
         nodes: u16,
         customize: Option<sigil_cli::local::NodeCustomizer>,
     ) -> Result<Self> {
+        Self::start_spec(nodes, |spec| spec.customize_node = customize).await
+    }
+
+    /// Starts a cluster of `nodes` nodes after `adjust` changed its spec
+    /// (audit settings, node customizer, ...).
+    pub async fn start_spec(nodes: u16, adjust: impl FnOnce(&mut ClusterSpec)) -> Result<Self> {
         init_logging();
         sigil_tls::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let mut spec = ClusterSpec::new(dir.path(), nodes);
-        spec.customize_node = customize;
+        adjust(&mut spec);
         let cluster = LocalCluster::start(spec).await?;
         let pki = PkiLayout::new(dir.path().join("pki"));
-        Ok(Self { cluster, pki, dir })
+        Ok(Self {
+            cluster,
+            pki,
+            dir,
+            restarted: Vec::new(),
+        })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -127,12 +146,58 @@ impl TestCluster {
             .context("no such node")
     }
 
-    pub async fn shutdown(self) {
+    /// Restarts node `id` from its data directory (same certificate, key
+    /// shares and encryption key; no live sessions, and none of the session
+    /// ids it saw, which are kept in memory only) on a fresh `127.0.0.1:0`
+    /// port. Node customizers (faults) are not applied again. Only the
+    /// cluster info used by new clients (e.g. a [`RogueCoordinator`] created
+    /// afterwards) learns the new address; the running coordinator does not.
+    pub async fn restart_node(&mut self, id: u16) -> Result<SocketAddr> {
+        anyhow::ensure!(
+            self.cluster.stop_node(id).await,
+            "node {id} was not running"
+        );
+        let config =
+            sigil_node::NodeConfig::load(&self.dir.path().join(format!("node-{id}/node.toml")))?;
+        let server = sigil_node::NodeServer::open(config).await?;
+        let handle = server.handle();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = server.run(listener, shutdown).await {
+                tracing::error!(node = id, error = %e, "restarted node failed");
+            }
+        });
+        self.restarted.push(RestartedNode { stop, task });
+        for node in self.cluster.nodes.iter_mut().filter(|n| n.id == id) {
+            node.addr = addr;
+            node.handle = handle.clone();
+        }
+        for node in self.cluster.info.nodes.iter_mut().filter(|n| n.id == id) {
+            node.endpoint = addr.to_string();
+        }
+        Ok(addr)
+    }
+
+    async fn stop_restarted(&mut self) {
+        for node in std::mem::take(&mut self.restarted) {
+            let _ = node.stop.send(());
+            let _ = node.task.await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_restarted().await;
         self.cluster.shutdown().await;
     }
 
     /// Stops every server but keeps the data directory, for inspecting what is on disk.
-    pub async fn stop(self) -> tempfile::TempDir {
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.stop_restarted().await;
         self.cluster.shutdown().await;
         self.dir
     }

@@ -50,3 +50,46 @@ fn invalid_configs_are_refused_with_a_reason() {
     let err = NodeConfig::load(&path).expect_err("unknown field accepted");
     assert!(err.to_string().contains("zonee"), "{err}");
 }
+
+#[test]
+fn audit_settings_default_resolve_and_validate() {
+    let node = NodeConfig::load(&deploy("node.example.toml")).expect("node example");
+    assert_eq!(node.audit.head_interval, std::time::Duration::from_secs(60));
+    assert_eq!(
+        node.audit.database, None,
+        "the log lives in the node database"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("n.toml");
+    let text = std::fs::read_to_string(deploy("node.example.toml")).expect("read");
+    for (setting, expected) in [
+        ("database = \"audit.db\"", Some(dir.path().join("audit.db"))),
+        ("database = \"memory\"", Some("memory".into())),
+    ] {
+        let edited = text.replace("# database = \"/var/lib/sigil/node-audit.db\"", setting);
+        std::fs::write(&path, edited).expect("write");
+        let c = NodeConfig::load(&path).expect("load");
+        assert_eq!(
+            c.audit.database.map(std::path::PathBuf::from),
+            expected,
+            "{setting}"
+        );
+    }
+    std::fs::write(
+        &path,
+        text.replace("head_interval = \"60s\"", "head_interval = \"1ms\""),
+    )
+    .expect("write");
+    let err = NodeConfig::load(&path).expect_err("a 1 ms head interval");
+    assert!(err.to_string().contains("audit.head_interval"), "{err}");
+
+    let text = std::fs::read_to_string(deploy("coordinator.example.toml")).expect("read");
+    std::fs::write(
+        &path,
+        text.replace("busy_timeout = \"5s\"", "busy_timeout = \"250ms\""),
+    )
+    .expect("write");
+    let c = CoordinatorConfig::load(&path).expect("load");
+    assert_eq!(c.audit.busy_timeout, std::time::Duration::from_millis(250));
+}

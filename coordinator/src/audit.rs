@@ -1,0 +1,574 @@
+//! The coordinator's audit log: every call into `sigil-audit` from the
+//! coordinator goes through [`CoordinatorAudit`] or the [`RequestAuditLayer`],
+//! so handlers stay thin and what is recorded is visible in one place.
+//!
+//! What the coordinator records (process `coordinator`, see `docs/audit.md`):
+//!
+//! | action | when | fail closed |
+//! |---|---|---|
+//! | `process_start` / `process_stop` | start, graceful stop (then a final signed head) | start refused |
+//! | `request` | every authenticated call of a client-facing method, with its gRPC outcome — including refusals by authorization | a successful answer is replaced by `UNAVAILABLE` |
+//! | `sign_session` | a signing session is opened on a quorum; committed while the nodes run their first round, before any is asked for its share | yes |
+//! | `sign_session_failed` | that session failed (outcome `error:<kind>`, culprits) | — |
+//! | `signature_returned` | a signature is about to be returned (before the idempotency record stores it) | yes |
+//! | `misbehaviour` | a protocol named nodes as cheaters (culprits) | — |
+//! | `key_created` | a DKG finished, before the key is committed on the nodes | yes |
+//! | `exclusion_cleared` | an operator cleared a node's exclusion, before it is cleared | yes |
+//! | `cert_reload` | the TLS certificate was reloaded | — |
+//!
+//! The digest of a signature is SHA-256 of the bytes signed, as the nodes
+//! record it, so [`sigil_audit::cross_check`] can match the logs.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sigil_audit::{AuditLog, AuditOptions, COORDINATOR_PROCESS, Entry, TlsHeadSigner, action};
+use sigil_tls::authz::is_public_method;
+use sigil_tls::{Identity, PeerInfo, ReloadableTls, TrustDomain};
+use tokio::task::JoinHandle;
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+use crate::CoordinatorError;
+use crate::config::{AUDIT_MEMORY, CoordinatorConfig};
+
+/// Coordinator-specific action names (stable; auditors filter on them).
+pub mod actions {
+    /// A signing session failed (the outcome says how; culprits are named).
+    pub const SIGN_SESSION_FAILED: &str = "sign_session_failed";
+    /// A protocol named nodes as cheaters.
+    pub const MISBEHAVIOUR: &str = "misbehaviour";
+    /// An operator let an excluded node sign with a key again.
+    pub const EXCLUSION_CLEARED: &str = "exclusion_cleared";
+}
+
+/// The digest recorded for a signature on both sides (coordinator and
+/// nodes): SHA-256 of exactly the bytes the scheme signs.
+pub fn signed_digest(signed_bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(signed_bytes).to_vec()
+}
+
+/// The caller's identity as recorded: its SPIFFE URI.
+pub fn actor_of(peer: Option<&PeerInfo>, domain: &TrustDomain) -> String {
+    peer.map(|p| p.identity.to_uri(domain))
+        .unwrap_or_else(|| "unauthenticated".to_owned())
+}
+
+/// `snake_case` name of a gRPC code, for outcomes.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// The outcome recorded for a call that ended with `code`: `ok`,
+/// `refused:<code>` for authentication and authorization refusals,
+/// `error:<code>` otherwise.
+pub fn outcome_of(code: Code) -> String {
+    match code {
+        Code::Ok => sigil_audit::outcome::OK.to_owned(),
+        Code::PermissionDenied | Code::Unauthenticated => {
+            sigil_audit::outcome::refused(code_name(code))
+        }
+        other => sigil_audit::outcome::error(code_name(other)),
+    }
+}
+
+/// The outcome kind of a coordinator error, for `error:<kind>` outcomes.
+pub fn error_kind(e: &CoordinatorError) -> &'static str {
+    match e {
+        CoordinatorError::InvalidRequest(_) => "invalid_request",
+        CoordinatorError::NotFound(_) => "not_found",
+        CoordinatorError::Unavailable(_) => "unavailable",
+        CoordinatorError::AlreadyExists(_) => "already_exists",
+        CoordinatorError::Aborted(_) => "aborted",
+        CoordinatorError::Misbehaviour { .. } => "misbehaviour",
+        CoordinatorError::AuditUnavailable(_) => "audit_unavailable",
+        _ => "internal",
+    }
+}
+
+/// The fields a signing session's records share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignAudit {
+    /// The requester's identity (SPIFFE URI).
+    pub actor: String,
+    pub key_id: String,
+    /// The client's idempotency key (what the nodes record as request id).
+    pub request_id: String,
+    /// SHA-256 of the bytes signed ([`signed_digest`]).
+    pub digest: Vec<u8>,
+}
+
+impl SignAudit {
+    fn entry(&self, action: &str, quorum: &[u16], session_id: &str) -> Entry {
+        Entry::new(self.actor.clone(), action)
+            .key_id(self.key_id.clone())
+            .request_id(self.request_id.clone())
+            .digest(self.digest.clone())
+            .quorum(quorum.to_vec())
+            .session_id(session_id)
+    }
+}
+
+/// The coordinator's audit log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CoordinatorAudit {
+    log: AuditLog,
+    me: String,
+    domain: TrustDomain,
+}
+
+impl CoordinatorAudit {
+    /// Opens the log where `config.audit` says (by default in the
+    /// coordinator's own database), signing heads with its certificate key.
+    pub async fn open(
+        config: &CoordinatorConfig,
+        tls: Arc<ReloadableTls>,
+    ) -> Result<Self, CoordinatorError> {
+        let options =
+            AuditOptions::new(COORDINATOR_PROCESS).busy_timeout(config.audit.busy_timeout);
+        let signer = Arc::new(TlsHeadSigner::new(tls.clone()));
+        let log = match config.audit.database.as_deref() {
+            Some(AUDIT_MEMORY) => {
+                tracing::warn!(
+                    "audit log in memory (audit.database = \"memory\"): nothing is durable; \
+                     for benchmarks only"
+                );
+                AuditLog::open_in_memory(options, signer).await?
+            }
+            Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
+            None => AuditLog::open(&config.database, options, signer).await?,
+        };
+        Ok(Self {
+            log,
+            me: Identity::Coordinator.to_uri(tls.domain()),
+            domain: tls.domain().clone(),
+        })
+    }
+
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    pub fn domain(&self) -> &TrustDomain {
+        &self.domain
+    }
+
+    async fn append(&self, entry: Entry) -> Result<(), CoordinatorError> {
+        self.log.append(entry).await?;
+        Ok(())
+    }
+
+    /// Records something that already happened; a failure is logged only.
+    async fn note(&self, entry: Entry) {
+        if let Err(e) = self.log.append(entry).await {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+
+    /// `process_start`, then a signed head. Fails when the log is not writable.
+    pub async fn process_start(&self, detail: String) -> Result<(), CoordinatorError> {
+        self.append(Entry::new(self.me.clone(), action::PROCESS_START).detail(detail))
+            .await?;
+        self.log.sign_head().await?;
+        Ok(())
+    }
+
+    /// `process_stop`, then the final signed head; appends are refused after it.
+    pub async fn process_stop(&self) {
+        self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
+            .await;
+        match self.log.stop().await {
+            Ok(head) => {
+                tracing::info!(
+                    sequence = head.sequence,
+                    "audit log closed; final head signed"
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
+        }
+    }
+
+    /// The `request` record of one client call that ended with `code`.
+    fn request_entry(actor: String, method: &str, code: Code, note: RequestNote) -> Entry {
+        let mut detail = method.to_owned();
+        if !note.detail.is_empty() {
+            detail.push_str(": ");
+            detail.push_str(&note.detail);
+        }
+        Entry::new(actor, action::REQUEST)
+            .key_id(note.key_id)
+            .request_id(note.request_id)
+            .outcome(outcome_of(code))
+            .detail(detail)
+    }
+
+    /// One client call and how it ended.
+    pub async fn request(
+        &self,
+        actor: String,
+        method: &str,
+        code: Code,
+        note: RequestNote,
+    ) -> Result<(), CoordinatorError> {
+        self.append(Self::request_entry(actor, method, code, note))
+            .await
+    }
+
+    /// A signing session is opened on `quorum` (fail closed: no node is
+    /// asked for its share before this is committed).
+    pub async fn sign_session(
+        &self,
+        sign: &SignAudit,
+        quorum: &[u16],
+        session_id: &str,
+    ) -> Result<(), CoordinatorError> {
+        self.append(sign.entry(action::SIGN_SESSION, quorum, session_id))
+            .await
+    }
+
+    /// A signing session failed.
+    pub async fn sign_session_failed(
+        &self,
+        sign: &SignAudit,
+        quorum: &[u16],
+        session_id: &str,
+        kind: &str,
+        culprits: &[u16],
+        reason: &str,
+    ) {
+        self.note(
+            sign.entry(actions::SIGN_SESSION_FAILED, quorum, session_id)
+                .error(kind)
+                .culprits(culprits.to_vec())
+                .detail(reason),
+        )
+        .await;
+    }
+
+    /// A signature made by `signers` in `session_id` is about to be
+    /// returned (fail closed). With the call's [`RequestSlot`], its
+    /// successful `request` record is committed together with it (one
+    /// commit instead of two on the signing path), and the layer does not
+    /// record the call again.
+    pub async fn signature_returned(
+        &self,
+        sign: &SignAudit,
+        signers: &[u16],
+        session_id: &str,
+        slot: Option<&RequestSlot>,
+    ) -> Result<(), CoordinatorError> {
+        let returned = self.append(sign.entry(action::SIGNATURE_RETURNED, signers, session_id));
+        let Some(slot) = slot else {
+            return returned.await;
+        };
+        let (actor, method, note) = {
+            let inner = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                inner.actor.clone(),
+                inner.method.clone(),
+                inner.note.clone(),
+            )
+        };
+        let request = self.append(Self::request_entry(actor, &method, Code::Ok, note));
+        let (returned, request) = tokio::join!(returned, request);
+        returned?;
+        if request.is_ok() {
+            slot.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recorded = true;
+        }
+        Ok(())
+    }
+
+    /// A protocol named `culprits` as cheaters.
+    pub async fn misbehaviour(
+        &self,
+        key_id: &str,
+        session_id: &str,
+        culprits: &[u16],
+        reason: &str,
+    ) {
+        self.note(
+            Entry::new(self.me.clone(), actions::MISBEHAVIOUR)
+                .key_id(key_id)
+                .session_id(session_id)
+                .culprits(culprits.to_vec())
+                .outcome(sigil_audit::outcome::error("misbehaviour"))
+                .detail(reason),
+        )
+        .await;
+    }
+
+    /// A DKG produced key `key_id` (fail closed: recorded before the key is
+    /// committed on the nodes and stored).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn key_created(
+        &self,
+        actor: String,
+        key_id: &str,
+        participants: &[u16],
+        session_id: &str,
+        package_digest: Vec<u8>,
+        detail: String,
+    ) -> Result<(), CoordinatorError> {
+        self.append(
+            Entry::new(actor, action::KEY_CREATED)
+                .key_id(key_id)
+                .request_id(key_id)
+                .quorum(participants.to_vec())
+                .session_id(session_id)
+                .digest(package_digest)
+                .detail(detail),
+        )
+        .await
+    }
+
+    /// An operator clears node `node`'s exclusion from `key_id` (fail closed).
+    pub async fn exclusion_cleared(
+        &self,
+        actor: String,
+        key_id: &str,
+        node: u16,
+        reason: &str,
+    ) -> Result<(), CoordinatorError> {
+        self.append(
+            Entry::new(actor, actions::EXCLUSION_CLEARED)
+                .key_id(key_id)
+                .quorum(vec![node])
+                .detail(reason),
+        )
+        .await
+    }
+
+    /// Signs the head every `interval` and records certificate reloads,
+    /// until the returned task is aborted.
+    pub fn spawn_background(&self, interval: Duration, tls: Arc<ReloadableTls>) -> JoinHandle<()> {
+        let this = self.clone();
+        let mut reloads = tls.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // immediate; a head was signed at start
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = this.log.sign_head().await {
+                            tracing::warn!(error = %e, "audit head not signed");
+                        }
+                    }
+                    changed = reloads.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let generation = *reloads.borrow_and_update();
+                        let leaf = tls
+                            .certificate_chain()
+                            .first()
+                            .map(|c| hex::encode(Sha256::digest(c.as_ref())))
+                            .unwrap_or_default();
+                        this.note(
+                            Entry::new(this.me.clone(), action::CERT_RELOAD)
+                                .detail(format!("reload {generation}; certificate sha256 {leaf}")),
+                        )
+                        .await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// What a handler adds to its call's `request` record (the key and request
+/// it concerns), through the [`RequestSlot`] the layer puts in the request's
+/// extensions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestNote {
+    pub key_id: String,
+    pub request_id: String,
+    pub detail: String,
+}
+
+/// Shared between the [`RequestAuditLayer`] and the handler of one call.
+#[derive(Clone, Debug, Default)]
+pub struct RequestSlot(Arc<Mutex<SlotState>>);
+
+#[derive(Debug, Default)]
+struct SlotState {
+    actor: String,
+    method: String,
+    note: RequestNote,
+    /// The call's successful `request` record is already committed.
+    recorded: bool,
+}
+
+impl RequestSlot {
+    fn new(actor: String, method: String) -> Self {
+        Self(Arc::new(Mutex::new(SlotState {
+            actor,
+            method,
+            ..SlotState::default()
+        })))
+    }
+
+    /// Lets the handler of `req` fill in its call's `request` record.
+    pub fn note<T>(req: &tonic::Request<T>, fill: impl FnOnce(&mut RequestNote)) {
+        if let Some(slot) = req.extensions().get::<RequestSlot>() {
+            slot.fill(fill);
+        }
+    }
+
+    /// Fills in the note through a slot taken from the request earlier.
+    pub fn fill(&self, fill: impl FnOnce(&mut RequestNote)) {
+        fill(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner).note);
+    }
+
+    /// The note, and whether a successful record was already committed.
+    fn take(&self) -> (RequestNote, bool) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (std::mem::take(&mut state.note), state.recorded)
+    }
+}
+
+/// A tower layer, outside authorization, recording one `request` record per
+/// authenticated call of a client-facing method (health checks and
+/// reflection excepted), with the gRPC status it ended with — so calls the
+/// authorization layer refuses are recorded too. A successful answer whose
+/// record cannot be committed is replaced by `UNAVAILABLE`: nothing
+/// succeeds unaudited.
+#[derive(Clone, Debug)]
+pub struct RequestAuditLayer {
+    audit: CoordinatorAudit,
+}
+
+impl RequestAuditLayer {
+    pub fn new(audit: CoordinatorAudit) -> Self {
+        Self { audit }
+    }
+}
+
+impl<S> Layer<S> for RequestAuditLayer {
+    type Service = RequestAudit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestAudit {
+            inner,
+            audit: self.audit.clone(),
+        }
+    }
+}
+
+/// The service produced by [`RequestAuditLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestAudit<S> {
+    inner: S,
+    audit: CoordinatorAudit,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// The gRPC status of a response whose status is in its headers
+/// (trailers-only: every error a handler or the authorization layer
+/// returns). Otherwise the call succeeded as far as the headers tell.
+fn response_code(resp: &http::Response<tonic::body::Body>) -> Code {
+    resp.headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+        .unwrap_or(Code::Ok)
+}
+
+impl<S, B> Service<http::Request<B>> for RequestAudit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = req.uri().path().to_owned();
+        if is_public_method(&method) {
+            return Box::pin(async move { inner.call(req).await });
+        }
+        let actor = actor_of(req.extensions().get::<PeerInfo>(), &self.audit.domain);
+        let slot = RequestSlot::new(actor.clone(), method.clone());
+        req.extensions_mut().insert(slot.clone());
+        let audit = self.audit.clone();
+        Box::pin(async move {
+            let resp = inner.call(req).await?;
+            let code = response_code(&resp);
+            let (mut note, recorded) = slot.take();
+            if recorded {
+                if code == Code::Ok {
+                    return Ok(resp); // committed with the signature
+                }
+                note.detail = format!("{} (failed after being recorded as ok)", note.detail);
+            }
+            match audit.request(actor, &method, code, note).await {
+                Ok(()) => Ok(resp),
+                Err(e) if code == Code::Ok => {
+                    tracing::error!(error = %e, %method, "request not audited; answer withheld");
+                    Ok(Status::unavailable("audit log unavailable; request refused").into_http())
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %method, "refusal not audited");
+                    Ok(resp)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_status_code() {
+        assert_eq!(outcome_of(Code::Ok), "ok");
+        assert_eq!(
+            outcome_of(Code::PermissionDenied),
+            "refused:permission_denied"
+        );
+        assert_eq!(outcome_of(Code::Unauthenticated), "refused:unauthenticated");
+        assert_eq!(outcome_of(Code::Unavailable), "error:unavailable");
+        for code in [Code::InvalidArgument, Code::DataLoss, Code::Aborted] {
+            assert!(sigil_audit::outcome::is_valid(&outcome_of(code)));
+        }
+    }
+}

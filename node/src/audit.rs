@@ -1,0 +1,331 @@
+//! The node's audit log: every call into `sigil-audit` from the node goes
+//! through [`NodeAudit`], so handlers stay thin and what is recorded is
+//! visible in one place.
+//!
+//! What a node records (process `node-<id>`, see `docs/audit.md`):
+//!
+//! | action | when | fail closed |
+//! |---|---|---|
+//! | `process_start` / `process_stop` | start, graceful stop (then a final signed head) | start refused |
+//! | `session_start` | a protocol session is accepted (before its first messages leave) | yes |
+//! | `session_start` with `refused:<kind>` | a session start is refused | — |
+//! | `share_issued` | a signing session is about to release its final message (the signature share) | yes |
+//! | `session_failed` | a session step fails (with the culprits the protocol names) | — |
+//! | `session_aborted` | the coordinator aborted a live session | — |
+//! | `dkg_share_stored` | a DKG finished and this node stored its (pending) share | yes |
+//! | `key_committed` | the coordinator commits a key; the share becomes usable | yes |
+//! | `cert_reload` | the TLS certificate was reloaded | — |
+//! | `authz_denied` | a caller other than the coordinator was refused | — |
+//!
+//! "Fail closed" means the record is durably committed before the
+//! operation's result leaves the node; if it cannot be, the node answers
+//! `UNAVAILABLE` and drops the session (its nonces with it), so no share
+//! exists without its record. Heads are signed on a timer
+//! (`audit.head_interval`), at start and at stop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sigil_audit::{AuditLog, AuditOptions, Entry, TlsHeadSigner, action, node_process};
+use sigil_tls::{Identity, PeerInfo, ReloadableTls, TrustDomain};
+use tokio::task::JoinHandle;
+
+use crate::NodeError;
+use crate::config::{AUDIT_MEMORY, NodeConfig};
+
+/// Node-specific action names (stable; auditors filter on them).
+pub mod actions {
+    /// A protocol session was accepted (outcome `ok`) or refused (`refused:<kind>`).
+    pub const SESSION_START: &str = "session_start";
+    /// A protocol step failed; the session was dropped.
+    pub const SESSION_FAILED: &str = "session_failed";
+    /// A pending key share became current.
+    pub const KEY_COMMITTED: &str = "key_committed";
+    /// The coordinator aborted a live session; its secrets were dropped.
+    pub const SESSION_ABORTED: &str = "session_aborted";
+}
+
+/// What the log says about one session; kept with the session so that its
+/// later records (`share_issued`, `session_failed`) carry the same fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionAudit {
+    /// `sign` or `dkg`.
+    pub kind: &'static str,
+    /// The caller (the coordinator's mTLS identity).
+    pub actor: String,
+    pub key_id: String,
+    /// `StartSessionRequest.request_id`: the client's idempotency key for a
+    /// signature, the key id for a DKG.
+    pub request_id: String,
+    /// Signing: SHA-256 of the bytes signed ([`signed_digest`]).
+    pub digest: Vec<u8>,
+    /// The session's participants.
+    pub quorum: Vec<u16>,
+    /// Hex.
+    pub session_id: String,
+}
+
+impl SessionAudit {
+    fn entry(&self, action: &str) -> Entry {
+        Entry::new(self.actor.clone(), action)
+            .key_id(self.key_id.clone())
+            .request_id(self.request_id.clone())
+            .digest(self.digest.clone())
+            .quorum(self.quorum.clone())
+            .session_id(self.session_id.clone())
+            .detail(self.kind)
+    }
+}
+
+/// The digest recorded for a signature on both sides (coordinator and
+/// nodes), so the cross-check can compare them: SHA-256 of exactly the
+/// bytes the scheme signs (`SignInput::signed_bytes`).
+pub fn signed_digest(signed_bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(signed_bytes).to_vec()
+}
+
+/// The caller's identity as recorded: its SPIFFE URI.
+pub fn actor_of(peer: Option<&PeerInfo>, domain: &TrustDomain) -> String {
+    peer.map(|p| p.identity.to_uri(domain))
+        .unwrap_or_else(|| "unauthenticated".to_owned())
+}
+
+/// The refusal kind of an error, for `refused:<kind>` outcomes.
+pub fn refusal_kind(e: &NodeError) -> &'static str {
+    match e {
+        NodeError::InvalidRequest(_) => "invalid_request",
+        NodeError::Protocol(_) => "protocol",
+        NodeError::UnknownSession(_) => "unknown_session",
+        NodeError::SessionExpired(_) => "session_expired",
+        NodeError::KeyExists(_) => "key_exists",
+        NodeError::UnknownKey(_) => "unknown_key",
+        NodeError::Unsupported(_) => "unsupported",
+        NodeError::AuditUnavailable(_) => "audit_unavailable",
+        _ => "internal",
+    }
+}
+
+/// The node's audit log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeAudit {
+    log: AuditLog,
+    /// This node's own identity (actor of events it causes itself).
+    me: String,
+    domain: TrustDomain,
+}
+
+impl NodeAudit {
+    /// Opens the log where `config.audit` says (by default in the node's
+    /// own database), signing heads with the node's certificate key.
+    pub async fn open(config: &NodeConfig, tls: Arc<ReloadableTls>) -> Result<Self, NodeError> {
+        let options =
+            AuditOptions::new(node_process(config.node_id)).busy_timeout(config.audit.busy_timeout);
+        let signer = Arc::new(TlsHeadSigner::new(tls.clone()));
+        let log = match config.audit.database.as_deref() {
+            Some(AUDIT_MEMORY) => {
+                tracing::warn!(
+                    "audit log in memory (audit.database = \"memory\"): nothing is durable; \
+                     for benchmarks only"
+                );
+                AuditLog::open_in_memory(options, signer).await?
+            }
+            Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
+            None => AuditLog::open(&config.database, options, signer).await?,
+        };
+        Ok(Self {
+            log,
+            me: Identity::Node(config.node_id).to_uri(tls.domain()),
+            domain: tls.domain().clone(),
+        })
+    }
+
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    pub fn domain(&self) -> &TrustDomain {
+        &self.domain
+    }
+
+    /// Appends and waits for the commit; `UNAVAILABLE` when it cannot be made durable.
+    async fn append(&self, entry: Entry) -> Result<(), NodeError> {
+        self.log.append(entry).await?;
+        Ok(())
+    }
+
+    /// Appends a record of something that already happened (a refusal, a
+    /// failure): an unavailable log is logged, not propagated.
+    async fn note(&self, entry: Entry) {
+        if let Err(e) = self.log.append(entry).await {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+
+    /// `process_start`, then a signed head. Fails when the log is not writable.
+    pub async fn process_start(&self, detail: String) -> Result<(), NodeError> {
+        self.append(Entry::new(self.me.clone(), action::PROCESS_START).detail(detail))
+            .await?;
+        self.log.sign_head().await?;
+        Ok(())
+    }
+
+    /// `process_stop`, then the final signed head; the log refuses appends after it.
+    pub async fn process_stop(&self) {
+        self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
+            .await;
+        match self.log.stop().await {
+            Ok(head) => tracing::info!(
+                sequence = head.sequence,
+                "audit log closed; final head signed"
+            ),
+            Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
+        }
+    }
+
+    /// A session was accepted (fail closed: its first messages wait for this).
+    pub async fn session_started(&self, session: &SessionAudit) -> Result<(), NodeError> {
+        self.append(session.entry(actions::SESSION_START)).await
+    }
+
+    /// A session start was refused.
+    pub async fn session_refused(&self, session: &SessionAudit, e: &NodeError) {
+        if matches!(e, NodeError::AuditUnavailable(_)) {
+            return; // the log is what failed
+        }
+        self.note(
+            session
+                .entry(actions::SESSION_START)
+                .refused(refusal_kind(e))
+                .detail(format!("{}: {e}", session.kind)),
+        )
+        .await;
+    }
+
+    /// The signature share of `session` is about to leave this node (fail closed).
+    pub async fn share_issued(&self, session: &SessionAudit) -> Result<(), NodeError> {
+        self.append(session.entry(action::SHARE_ISSUED)).await
+    }
+
+    /// A session step failed and the session was dropped.
+    pub async fn session_failed(&self, session: &SessionAudit, e: &NodeError) {
+        if matches!(e, NodeError::AuditUnavailable(_)) {
+            return;
+        }
+        let culprits: Vec<u16> = match e {
+            NodeError::Protocol(p) => p.culprits().iter().map(|c| c.get()).collect(),
+            _ => Vec::new(),
+        };
+        self.note(
+            session
+                .entry(actions::SESSION_FAILED)
+                .error(refusal_kind(e))
+                .culprits(culprits)
+                .detail(format!("{}: {e}", session.kind)),
+        )
+        .await;
+    }
+
+    /// The coordinator aborted a live session.
+    pub async fn session_aborted(&self, session: &SessionAudit, reason: &str) {
+        self.note(
+            session
+                .entry(actions::SESSION_ABORTED)
+                .refused("aborted")
+                .detail(format!("{}: {reason}", session.kind)),
+        )
+        .await;
+    }
+
+    /// A DKG finished and this node stored its pending share (fail closed:
+    /// the DKG output is not reported without it). `digest` is the SHA-256
+    /// of the public key package.
+    pub async fn dkg_share_stored(
+        &self,
+        session: &SessionAudit,
+        digest: Vec<u8>,
+        detail: String,
+    ) -> Result<(), NodeError> {
+        self.append(
+            session
+                .entry(action::DKG_SHARE_STORED)
+                .digest(digest)
+                .detail(detail),
+        )
+        .await
+    }
+
+    /// A key share is about to become current (fail closed).
+    pub async fn key_committed(
+        &self,
+        actor: String,
+        key_id: &str,
+        epoch: u64,
+        digest: Vec<u8>,
+        participants: Vec<u16>,
+    ) -> Result<(), NodeError> {
+        self.append(
+            Entry::new(actor, actions::KEY_COMMITTED)
+                .key_id(key_id)
+                .request_id(key_id)
+                .digest(digest)
+                .quorum(participants)
+                .detail(format!("epoch {epoch}")),
+        )
+        .await
+    }
+
+    /// A caller was refused by authorization (recorded in the background:
+    /// the refusal itself needs no permission).
+    pub fn authz_denied(&self, peer: Option<&PeerInfo>, method: &str, reason: &str) {
+        let entry = Entry::new(actor_of(peer, &self.domain), action::AUTHZ_DENIED)
+            .refused("permission_denied")
+            .detail(format!("{method}: {reason}"));
+        let this = self.clone();
+        tokio::spawn(async move { this.note(entry).await });
+    }
+
+    /// Signs the head every `interval` and records certificate reloads,
+    /// until the returned task is aborted.
+    pub fn spawn_background(&self, interval: Duration, tls: Arc<ReloadableTls>) -> JoinHandle<()> {
+        let this = self.clone();
+        let mut reloads = tls.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate; a head was signed at start
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = this.log.sign_head().await {
+                            tracing::warn!(error = %e, "audit head not signed");
+                        }
+                    }
+                    changed = reloads.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let generation = *reloads.borrow_and_update();
+                        this.cert_reload(&tls, generation).await;
+                    }
+                }
+            }
+        })
+    }
+
+    async fn cert_reload(&self, tls: &ReloadableTls, generation: u64) {
+        let leaf = tls
+            .certificate_chain()
+            .first()
+            .map(|c| hex::encode(Sha256::digest(c.as_ref())))
+            .unwrap_or_default();
+        self.note(
+            Entry::new(self.me.clone(), action::CERT_RELOAD)
+                .detail(format!("reload {generation}; certificate sha256 {leaf}")),
+        )
+        .await;
+    }
+}

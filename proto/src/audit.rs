@@ -1,0 +1,181 @@
+//! Exact, lossless conversions between the audit log's [`Record`] and
+//! [`SignedHead`] and their `sigil.v1` wire forms, `AuditRecord` and
+//! `SignedHead`.
+//!
+//! Every field of a record is covered by its hash, so a conversion that
+//! dropped or normalized anything would make relayed records fail
+//! verification. Wire values that do not fit the record's types (a hash
+//! that is not 32 bytes, a node id above 65535) are refused, never
+//! truncated: the auditor then reports the record as undecodable.
+
+use sigil_audit::{Record, SignedHead};
+
+use crate::v1 as pb;
+
+/// Why a wire record or head is not a valid [`Record`] or [`SignedHead`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{process} #{sequence}: {reason}")]
+pub struct WireAuditError {
+    pub process: String,
+    pub sequence: u64,
+    pub reason: String,
+}
+
+fn nodes_to_wire(nodes: &[u16]) -> Vec<u32> {
+    nodes.iter().copied().map(u32::from).collect()
+}
+
+fn nodes_from_wire(nodes: &[u32]) -> Result<Vec<u16>, String> {
+    nodes
+        .iter()
+        .map(|&n| u16::try_from(n).map_err(|_| format!("node id {n} out of range")))
+        .collect()
+}
+
+fn hash_from_wire(what: &str, bytes: &[u8]) -> Result<[u8; 32], String> {
+    bytes
+        .try_into()
+        .map_err(|_| format!("{what} is {} bytes, not 32", bytes.len()))
+}
+
+/// The wire form of a record.
+pub fn record_to_wire(r: &Record) -> pb::AuditRecord {
+    pb::AuditRecord {
+        process: r.process.clone(),
+        sequence: r.sequence,
+        timestamp: r.timestamp.clone(),
+        actor: r.actor.clone(),
+        action: r.action.clone(),
+        key_id: r.key_id.clone(),
+        request_id: r.request_id.clone(),
+        digest: r.digest.clone(),
+        quorum: nodes_to_wire(&r.quorum),
+        session_id: r.session_id.clone(),
+        outcome: r.outcome.clone(),
+        previous_hash: r.previous_hash.to_vec(),
+        record_hash: r.record_hash.to_vec(),
+        detail: r.detail.clone(),
+        culprits: nodes_to_wire(&r.culprits),
+    }
+}
+
+/// A record from the wire, exactly as sent (its hash is not checked here;
+/// that is what verification is for).
+pub fn record_from_wire(r: pb::AuditRecord) -> Result<Record, WireAuditError> {
+    let fail = |reason: String| WireAuditError {
+        process: r.process.clone(),
+        sequence: r.sequence,
+        reason,
+    };
+    let quorum = nodes_from_wire(&r.quorum).map_err(|e| fail(format!("quorum: {e}")))?;
+    let culprits = nodes_from_wire(&r.culprits).map_err(|e| fail(format!("culprits: {e}")))?;
+    let previous_hash = hash_from_wire("previous_hash", &r.previous_hash).map_err(fail)?;
+    let record_hash = hash_from_wire("record_hash", &r.record_hash).map_err(fail)?;
+    Ok(Record {
+        process: r.process,
+        sequence: r.sequence,
+        timestamp: r.timestamp,
+        actor: r.actor,
+        action: r.action,
+        key_id: r.key_id,
+        request_id: r.request_id,
+        digest: r.digest,
+        quorum,
+        session_id: r.session_id,
+        outcome: r.outcome,
+        culprits,
+        detail: r.detail,
+        previous_hash,
+        record_hash,
+    })
+}
+
+/// The wire form of a signed head (`root_hash` carries the head hash).
+pub fn head_to_wire(h: &SignedHead) -> pb::SignedHead {
+    pb::SignedHead {
+        process: h.process.clone(),
+        sequence: h.sequence,
+        root_hash: h.head_hash.to_vec(),
+        timestamp: h.timestamp.clone(),
+        signature: h.signature.clone(),
+        certificate_chain: h.certificate_chain.clone(),
+    }
+}
+
+/// A signed head from the wire (its signature is not checked here).
+pub fn head_from_wire(h: pb::SignedHead) -> Result<SignedHead, WireAuditError> {
+    let head_hash = hash_from_wire("head hash", &h.root_hash).map_err(|reason| WireAuditError {
+        process: h.process.clone(),
+        sequence: h.sequence,
+        reason,
+    })?;
+    Ok(SignedHead {
+        process: h.process,
+        sequence: h.sequence,
+        head_hash,
+        timestamp: h.timestamp,
+        signature: h.signature,
+        certificate_chain: h.certificate_chain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            process: "node-2".into(),
+            sequence: 7,
+            timestamp: "2025-01-31T12:00:00.123Z".into(),
+            actor: "spiffe://sigil.local/coordinator".into(),
+            action: "share_issued".into(),
+            key_id: "key-1".into(),
+            request_id: "idem-1".into(),
+            digest: vec![1, 2, 3],
+            quorum: vec![1, 2, 65535],
+            session_id: "00ff".into(),
+            outcome: "error:protocol".into(),
+            culprits: vec![3],
+            detail: "d".into(),
+            previous_hash: [4; 32],
+            record_hash: [5; 32],
+        }
+    }
+
+    #[test]
+    fn records_and_heads_round_trip_exactly() {
+        let r = record();
+        assert_eq!(record_from_wire(record_to_wire(&r)), Ok(r));
+        let h = SignedHead {
+            process: "coordinator".into(),
+            sequence: 3,
+            head_hash: [9; 32],
+            timestamp: "2025-01-31T12:00:00.000Z".into(),
+            signature: vec![1],
+            certificate_chain: vec![vec![2], vec![3, 4]],
+        };
+        assert_eq!(head_from_wire(head_to_wire(&h)), Ok(h));
+    }
+
+    #[test]
+    fn values_that_do_not_fit_are_refused() {
+        let mut w = record_to_wire(&record());
+        w.quorum.push(65536);
+        assert!(record_from_wire(w).is_err());
+        let mut w = record_to_wire(&record());
+        w.record_hash.pop();
+        let e = record_from_wire(w).expect_err("short hash");
+        assert_eq!((e.process.as_str(), e.sequence), ("node-2", 7));
+        let mut h = head_to_wire(&SignedHead {
+            process: "node-1".into(),
+            sequence: 0,
+            head_hash: [0; 32],
+            timestamp: String::new(),
+            signature: vec![],
+            certificate_chain: vec![],
+        });
+        h.root_hash.push(0);
+        assert!(head_from_wire(h).is_err());
+    }
+}
