@@ -70,6 +70,13 @@ enum Attempt {
         misbehaved: bool,
         reason: String,
     },
+    /// The quorum's output did not combine and the engine cannot say who
+    /// is at fault (DKLs23 final values): try a different quorum.
+    Unattributed {
+        quorum: Vec<u16>,
+        session: SessionId,
+        reason: String,
+    },
     Fatal(CoordinatorError),
 }
 
@@ -315,13 +322,27 @@ impl Coordinator {
         let mut culprits = BTreeSet::new();
         let mut retried_after_misbehaviour = false;
         let mut last_reason = String::new();
+        // Quorums whose output did not combine, with nobody to blame.
+        let mut unattributed: Vec<(Vec<u16>, SessionId)> = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
-            let quorum = match self.nodes.select_quorum(
-                &key.participants,
-                usize::from(key.threshold),
-                &excluded,
-            ) {
+            let selected = match unattributed.first() {
+                Some((failed, _)) => {
+                    let tried: Vec<&Vec<u16>> = unattributed.iter().map(|(q, _)| q).collect();
+                    self.untried_quorum(key, &excluded, failed, &tried)
+                }
+                None => self.nodes.select_quorum(
+                    &key.participants,
+                    usize::from(key.threshold),
+                    &excluded,
+                ),
+            };
+            let quorum = match selected {
                 Ok(q) => q,
+                Err(_) if !unattributed.is_empty() => {
+                    return Err(CoordinatorError::Aborted(format!(
+                        "signing failed and no other quorum is available: {last_reason}"
+                    )));
+                }
                 Err(_) if !culprits.is_empty() => {
                     return Err(CoordinatorError::Misbehaviour {
                         culprits: culprits.into_iter().collect(),
@@ -356,6 +377,10 @@ impl Coordinator {
                     signers,
                     session,
                 } => {
+                    if !unattributed.is_empty() {
+                        self.pin_unattributed_failure(key, &unattributed, &signers, &last_reason)
+                            .await;
+                    }
                     return Ok(pb::SignResponse {
                         signature: signature.bytes,
                         public_key: signature.public_key,
@@ -382,6 +407,15 @@ impl Coordinator {
                         retried_after_misbehaviour = true;
                     }
                     excluded.extend(nodes);
+                    last_reason = reason;
+                }
+                Attempt::Unattributed {
+                    quorum,
+                    session,
+                    reason,
+                } => {
+                    tracing::warn!(key_id = %key.key_id, ?quorum, %reason, "output of a quorum did not combine; retrying with another quorum");
+                    unattributed.push((quorum, session));
                     last_reason = reason;
                 }
                 Attempt::Fatal(e) => return Err(e),
@@ -444,6 +478,7 @@ impl Coordinator {
                 reason,
             } => ("misbehaviour", nodes, reason.clone()),
             Attempt::Exclude { reason, .. } => ("unavailable", &[], reason.clone()),
+            Attempt::Unattributed { reason, .. } => ("unattributed", &[], reason.clone()),
             Attempt::Fatal(CoordinatorError::Misbehaviour { culprits, message }) => {
                 ("misbehaviour", culprits, message.clone())
             }
@@ -541,7 +576,11 @@ impl Coordinator {
                 self.record_culprits(&key.key_id, session, &culprits, &e.to_string())
                     .await;
                 if culprits.is_empty() {
-                    Attempt::Fatal(CoordinatorError::Aborted(format!("signing failed: {e}")))
+                    Attempt::Unattributed {
+                        quorum: signers,
+                        session,
+                        reason: format!("signing failed: {e}"),
+                    }
                 } else {
                     Attempt::Exclude {
                         nodes: culprits,
@@ -550,6 +589,63 @@ impl Coordinator {
                     }
                 }
             }
+        }
+    }
+
+    /// A quorum not tried yet that leaves out one member of `failed` (each
+    /// in turn), so an unattributable fault of one signer is avoided.
+    fn untried_quorum(
+        &self,
+        key: &KeyRecord,
+        excluded: &BTreeSet<u16>,
+        failed: &[u16],
+        tried: &[&Vec<u16>],
+    ) -> Result<Vec<crate::nodes::NodeConn>, Vec<u16>> {
+        for node in failed {
+            let mut without = excluded.clone();
+            without.insert(*node);
+            if let Ok(quorum) =
+                self.nodes
+                    .select_quorum(&key.participants, usize::from(key.threshold), &without)
+            {
+                let ids: Vec<u16> = quorum.iter().map(|n| n.endpoint.id).collect();
+                if !tried.contains(&&ids) {
+                    return Ok(quorum);
+                }
+            }
+        }
+        Err(failed.to_vec())
+    }
+
+    /// After the quorums in `failed` did not combine and `signers` then
+    /// signed: if exactly one node is in every failed quorum and not among
+    /// `signers`, its values were the bad ones — record it (which excludes
+    /// it from the key's quorums until an operator clears it). Otherwise the
+    /// fault cannot be pinned on one node; it is only logged.
+    async fn pin_unattributed_failure(
+        &self,
+        key: &KeyRecord,
+        failed: &[(Vec<u16>, SessionId)],
+        signers: &[u16],
+        reason: &str,
+    ) {
+        let Some((first, session)) = failed.first() else {
+            return;
+        };
+        let suspects: Vec<u16> = first
+            .iter()
+            .copied()
+            .filter(|n| !signers.contains(n) && failed.iter().all(|(q, _)| q.contains(n)))
+            .collect();
+        let quorums: Vec<&Vec<u16>> = failed.iter().map(|(q, _)| q).collect();
+        if let [suspect] = suspects.as_slice() {
+            let why = format!(
+                "quorums {quorums:?} failed ({reason}); quorum {signers:?} without node {suspect} signed"
+            );
+            self.record_culprits(&key.key_id, *session, &[*suspect], &why)
+                .await;
+        } else {
+            tracing::warn!(key_id = %key.key_id, ?quorums, ?signers, "an unattributable signing fault could not be pinned on one node");
         }
     }
 

@@ -257,6 +257,45 @@ async fn ecdsa_corrupted_final_values_abort_signing_without_a_signature() -> Res
     Ok(())
 }
 
+#[tokio::test]
+async fn ecdsa_faulty_signer_is_avoided_by_another_quorum_and_excluded() -> Result<()> {
+    // 2-of-3: DKLs23 cannot name the signer whose final values are bad, but
+    // a quorum without it signs, and the node common to the failed quorums
+    // and absent from the good one is pinned and excluded.
+    let tc = TestCluster::start_with(3, Some(faulty_nodes(&[2]))).await?;
+    let key = create_key(&tc, pb::Scheme::EcdsaSecp256k1, 2).await?;
+    let mut signing = SigningClient::new(tc.coordinator_as("signer")?);
+    let mut admin = KeyAdminClient::new(tc.coordinator_as("operator")?);
+    for i in 0..3 {
+        let resp = signing
+            .sign(pb::SignRequest {
+                key_id: key.key_id.clone(),
+                message: format!("payout {i}").into_bytes(),
+                idempotency_key: format!("faulty-{i}"),
+                encoding: pb::MessageEncoding::Keccak256 as i32,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(
+            !resp.signers.contains(&2),
+            "request {i} signed with the faulty node: {:?}",
+            resp.signers
+        );
+    }
+    let exclusions = admin
+        .list_exclusions(pb::ListExclusionsRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await?
+        .into_inner()
+        .exclusions;
+    let nodes: Vec<u32> = exclusions.iter().map(|e| e.node_id).collect();
+    assert_eq!(nodes, vec![2], "{exclusions:?}");
+    tc.shutdown().await;
+    Ok(())
+}
+
 /// Starts a signing session on `signers` as a rogue coordinator; returns each node's round-1 messages.
 async fn start_signing(
     rogue: &RogueCoordinator,
