@@ -21,6 +21,9 @@ use sigil_proto::v1::signing_client::SigningClient;
 use sigil_protocol::Scheme;
 use sigil_protocol::engine::{self, Encoding, SignInput};
 use sigil_tls::TrustDomain;
+
+/// The audit database value that keeps a log in memory (benchmarks only).
+const AUDIT_MEMORY: &str = sigil_coordinator::config::AUDIT_MEMORY;
 use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Parser, Debug)]
@@ -61,6 +64,11 @@ enum Command {
         /// BENCHMARKS ONLY: nothing is durable and fail-closed means nothing.
         #[arg(long)]
         audit_in_memory: bool,
+        /// Keep each process's audit log in its own SQLite file (`audit.db`
+        /// beside the process's database) instead of in that database: no
+        /// write-lock contention with the process's other writes.
+        #[arg(long, conflicts_with = "audit_in_memory")]
+        audit_separate_files: bool,
     },
     /// Health of the coordinator and every node (gRPC health checking).
     Health,
@@ -459,16 +467,14 @@ async fn run(cli: Cli) -> Result<()> {
             port,
             ephemeral_ports,
             audit_in_memory,
+            audit_separate_files,
         } => {
-            up(
-                &cli,
-                &data_dir,
-                *nodes,
-                *port,
-                *ephemeral_ports,
-                *audit_in_memory,
-            )
-            .await?
+            let audit = match (*audit_in_memory, *audit_separate_files) {
+                (true, _) => Some(AUDIT_MEMORY),
+                (false, true) => Some("audit.db"),
+                (false, false) => None,
+            };
+            up(&cli, &data_dir, *nodes, *port, *ephemeral_ports, audit).await?
         }
         Command::Health => health(&cli, &data_dir).await?,
         Command::Nodes => {
@@ -1330,17 +1336,19 @@ async fn up(
     nodes: u16,
     port: u16,
     ephemeral: bool,
-    audit_in_memory: bool,
+    audit_database: Option<&str>,
 ) -> Result<()> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
     let mut spec = ClusterSpec::new(data_dir, nodes);
     spec.base_port = (!ephemeral).then_some(port);
-    if audit_in_memory {
-        eprintln!("WARNING: audit logs in memory (--audit-in-memory): for benchmarks only");
-        spec.node_audit.database = Some(sigil_node::config::AUDIT_MEMORY.to_owned());
-        spec.coordinator_audit.database = Some(sigil_coordinator::config::AUDIT_MEMORY.to_owned());
+    if let Some(database) = audit_database {
+        if database == AUDIT_MEMORY {
+            eprintln!("WARNING: audit logs in memory (--audit-in-memory): for benchmarks only");
+        }
+        spec.node_audit.database = Some(database.to_owned());
+        spec.coordinator_audit.database = Some(database.to_owned());
     }
     let cluster = LocalCluster::start(spec).await?;
     if cli.json {
