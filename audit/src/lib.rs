@@ -95,6 +95,7 @@ pub mod filter;
 pub mod head;
 pub mod identity;
 pub mod log;
+pub mod process;
 pub mod record;
 mod serde_hex;
 mod timefmt;
@@ -109,6 +110,7 @@ pub use head::{
 };
 pub use identity::{TlsHeadSigner, TlsHeadVerifier, TrustError, expected_identity};
 pub use log::{AuditLog, AuditOptions, Head, WriterStats};
+pub use process::{MEMORY_DATABASE, ProcessAudit, actor_of, signed_digest};
 pub use record::{Entry, Hash, Record, action, genesis_hash, outcome, parse_jsonl};
 pub use verify::{Finding, FindingKind, NodeLog, Report, cross_check, verify_log};
 

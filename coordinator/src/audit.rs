@@ -19,21 +19,17 @@
 //! The digest of a signature is SHA-256 of the bytes signed, as the nodes
 //! record it, so [`sigil_audit::cross_check`] can match the logs.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use sigil_audit::{AuditLog, AuditOptions, COORDINATOR_PROCESS, Entry, TlsHeadSigner, action};
+use sigil_audit::{AuditOptions, COORDINATOR_PROCESS, Entry, ProcessAudit, action};
 use sigil_tls::authz::is_public_method;
-use sigil_tls::{Identity, PeerInfo, ReloadableTls, TrustDomain};
-use tokio::task::JoinHandle;
+use sigil_tls::{PeerInfo, ReloadableTls};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use crate::CoordinatorError;
-use crate::config::{AUDIT_MEMORY, CoordinatorConfig};
+use crate::config::CoordinatorConfig;
 
 /// Coordinator-specific action names (stable; auditors filter on them).
 pub mod actions {
@@ -45,17 +41,7 @@ pub mod actions {
     pub const EXCLUSION_CLEARED: &str = "exclusion_cleared";
 }
 
-/// The digest recorded for a signature on both sides (coordinator and
-/// nodes): SHA-256 of exactly the bytes the scheme signs.
-pub fn signed_digest(signed_bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(signed_bytes).to_vec()
-}
-
-/// The caller's identity as recorded: its SPIFFE URI.
-pub fn actor_of(peer: Option<&PeerInfo>, domain: &TrustDomain) -> String {
-    peer.map(|p| p.identity.to_uri(domain))
-        .unwrap_or_else(|| "unauthenticated".to_owned())
-}
+pub use sigil_audit::{actor_of, signed_digest};
 
 /// `snake_case` name of a gRPC code, for outcomes.
 pub fn code_name(code: Code) -> &'static str {
@@ -133,9 +119,14 @@ impl SignAudit {
 /// The coordinator's audit log. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CoordinatorAudit {
-    log: AuditLog,
-    me: String,
-    domain: TrustDomain,
+    process: ProcessAudit,
+}
+
+impl std::ops::Deref for CoordinatorAudit {
+    type Target = ProcessAudit;
+    fn deref(&self) -> &ProcessAudit {
+        &self.process
+    }
 }
 
 impl CoordinatorAudit {
@@ -147,66 +138,18 @@ impl CoordinatorAudit {
     ) -> Result<Self, CoordinatorError> {
         let options =
             AuditOptions::new(COORDINATOR_PROCESS).busy_timeout(config.audit.busy_timeout);
-        let signer = Arc::new(TlsHeadSigner::new(tls.clone()));
-        let log = match config.audit.database.as_deref() {
-            Some(AUDIT_MEMORY) => {
-                tracing::warn!(
-                    "audit log in memory (audit.database = \"memory\"): nothing is durable; \
-                     for benchmarks only"
-                );
-                AuditLog::open_in_memory(options, signer).await?
-            }
-            Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
-            None => AuditLog::open(&config.database, options, signer).await?,
-        };
-        Ok(Self {
-            log,
-            me: Identity::Coordinator.to_uri(tls.domain()),
-            domain: tls.domain().clone(),
-        })
-    }
-
-    pub fn log(&self) -> &AuditLog {
-        &self.log
-    }
-
-    pub fn domain(&self) -> &TrustDomain {
-        &self.domain
+        let process = ProcessAudit::open(
+            options,
+            config.audit.database.as_deref(),
+            &config.database,
+            tls,
+        )
+        .await?;
+        Ok(Self { process })
     }
 
     async fn append(&self, entry: Entry) -> Result<(), CoordinatorError> {
-        self.log.append(entry).await?;
-        Ok(())
-    }
-
-    /// Records something that already happened; a failure is logged only.
-    async fn note(&self, entry: Entry) {
-        if let Err(e) = self.log.append(entry).await {
-            tracing::error!(error = %e, "audit record lost");
-        }
-    }
-
-    /// `process_start`, then a signed head. Fails when the log is not writable.
-    pub async fn process_start(&self, detail: String) -> Result<(), CoordinatorError> {
-        self.append(Entry::new(self.me.clone(), action::PROCESS_START).detail(detail))
-            .await?;
-        self.log.sign_head().await?;
-        Ok(())
-    }
-
-    /// `process_stop`, then the final signed head; appends are refused after it.
-    pub async fn process_stop(&self) {
-        self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
-            .await;
-        match self.log.stop().await {
-            Ok(head) => {
-                tracing::info!(
-                    sequence = head.sequence,
-                    "audit log closed; final head signed"
-                )
-            }
-            Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
-        }
+        Ok(self.process.append(entry).await?)
     }
 
     /// The `request` record of one client call that ended with `code`.
@@ -311,7 +254,7 @@ impl CoordinatorAudit {
         reason: &str,
     ) {
         self.note(
-            Entry::new(self.me.clone(), actions::MISBEHAVIOUR)
+            Entry::new(self.me().to_owned(), actions::MISBEHAVIOUR)
                 .key_id(key_id)
                 .session_id(session_id)
                 .culprits(culprits.to_vec())
@@ -360,45 +303,6 @@ impl CoordinatorAudit {
                 .detail(reason),
         )
         .await
-    }
-
-    /// Signs the head every `interval` and records certificate reloads,
-    /// until the returned task is aborted.
-    pub fn spawn_background(&self, interval: Duration, tls: Arc<ReloadableTls>) -> JoinHandle<()> {
-        let this = self.clone();
-        let mut reloads = tls.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // immediate; a head was signed at start
-            let mut watching = true;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = this.log.sign_head().await {
-                            tracing::warn!(error = %e, "audit head not signed");
-                        }
-                    }
-                    changed = reloads.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                            continue;
-                        }
-                        let generation = *reloads.borrow_and_update();
-                        let leaf = tls
-                            .certificate_chain()
-                            .first()
-                            .map(|c| hex::encode(Sha256::digest(c.as_ref())))
-                            .unwrap_or_default();
-                        this.note(
-                            Entry::new(this.me.clone(), action::CERT_RELOAD)
-                                .detail(format!("reload {generation}; certificate sha256 {leaf}")),
-                        )
-                        .await;
-                    }
-                }
-            }
-        })
     }
 }
 
@@ -525,7 +429,7 @@ where
         if is_public_method(&method) {
             return Box::pin(async move { inner.call(req).await });
         }
-        let actor = actor_of(req.extensions().get::<PeerInfo>(), &self.audit.domain);
+        let actor = actor_of(req.extensions().get::<PeerInfo>(), self.audit.domain());
         let slot = RequestSlot::new(actor.clone(), method.clone());
         req.extensions_mut().insert(slot.clone());
         let audit = self.audit.clone();

@@ -23,17 +23,13 @@
 //! exists without its record. Heads are signed on a timer
 //! (`audit.head_interval`), at start and at stop.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use sigil_audit::{AuditLog, AuditOptions, Entry, TlsHeadSigner, action, node_process};
-use sigil_tls::{Identity, PeerInfo, ReloadableTls, TrustDomain};
-use tokio::task::JoinHandle;
+use sigil_audit::{AuditOptions, Entry, ProcessAudit, action, node_process};
+use sigil_tls::{PeerInfo, ReloadableTls};
 
 use crate::NodeError;
-use crate::config::{AUDIT_MEMORY, NodeConfig};
+use crate::config::NodeConfig;
 
 /// Node-specific action names (stable; auditors filter on them).
 pub mod actions {
@@ -79,18 +75,7 @@ impl SessionAudit {
     }
 }
 
-/// The digest recorded for a signature on both sides (coordinator and
-/// nodes), so the cross-check can compare them: SHA-256 of exactly the
-/// bytes the scheme signs (`SignInput::signed_bytes`).
-pub fn signed_digest(signed_bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(signed_bytes).to_vec()
-}
-
-/// The caller's identity as recorded: its SPIFFE URI.
-pub fn actor_of(peer: Option<&PeerInfo>, domain: &TrustDomain) -> String {
-    peer.map(|p| p.identity.to_uri(domain))
-        .unwrap_or_else(|| "unauthenticated".to_owned())
-}
+pub use sigil_audit::{actor_of, signed_digest};
 
 /// The refusal kind of an error, for `refused:<kind>` outcomes.
 pub fn refusal_kind(e: &NodeError) -> &'static str {
@@ -110,10 +95,14 @@ pub fn refusal_kind(e: &NodeError) -> &'static str {
 /// The node's audit log. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NodeAudit {
-    log: AuditLog,
-    /// This node's own identity (actor of events it causes itself).
-    me: String,
-    domain: TrustDomain,
+    process: ProcessAudit,
+}
+
+impl std::ops::Deref for NodeAudit {
+    type Target = ProcessAudit;
+    fn deref(&self) -> &ProcessAudit {
+        &self.process
+    }
 }
 
 impl NodeAudit {
@@ -122,66 +111,19 @@ impl NodeAudit {
     pub async fn open(config: &NodeConfig, tls: Arc<ReloadableTls>) -> Result<Self, NodeError> {
         let options =
             AuditOptions::new(node_process(config.node_id)).busy_timeout(config.audit.busy_timeout);
-        let signer = Arc::new(TlsHeadSigner::new(tls.clone()));
-        let log = match config.audit.database.as_deref() {
-            Some(AUDIT_MEMORY) => {
-                tracing::warn!(
-                    "audit log in memory (audit.database = \"memory\"): nothing is durable; \
-                     for benchmarks only"
-                );
-                AuditLog::open_in_memory(options, signer).await?
-            }
-            Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
-            None => AuditLog::open(&config.database, options, signer).await?,
-        };
-        Ok(Self {
-            log,
-            me: Identity::Node(config.node_id).to_uri(tls.domain()),
-            domain: tls.domain().clone(),
-        })
-    }
-
-    pub fn log(&self) -> &AuditLog {
-        &self.log
-    }
-
-    pub fn domain(&self) -> &TrustDomain {
-        &self.domain
+        let process = ProcessAudit::open(
+            options,
+            config.audit.database.as_deref(),
+            &config.database,
+            tls,
+        )
+        .await?;
+        Ok(Self { process })
     }
 
     /// Appends and waits for the commit; `UNAVAILABLE` when it cannot be made durable.
     async fn append(&self, entry: Entry) -> Result<(), NodeError> {
-        self.log.append(entry).await?;
-        Ok(())
-    }
-
-    /// Appends a record of something that already happened (a refusal, a
-    /// failure): an unavailable log is logged, not propagated.
-    async fn note(&self, entry: Entry) {
-        if let Err(e) = self.log.append(entry).await {
-            tracing::error!(error = %e, "audit record lost");
-        }
-    }
-
-    /// `process_start`, then a signed head. Fails when the log is not writable.
-    pub async fn process_start(&self, detail: String) -> Result<(), NodeError> {
-        self.append(Entry::new(self.me.clone(), action::PROCESS_START).detail(detail))
-            .await?;
-        self.log.sign_head().await?;
-        Ok(())
-    }
-
-    /// `process_stop`, then the final signed head; the log refuses appends after it.
-    pub async fn process_stop(&self) {
-        self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
-            .await;
-        match self.log.stop().await {
-            Ok(head) => tracing::info!(
-                sequence = head.sequence,
-                "audit log closed; final head signed"
-            ),
-            Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
-        }
+        Ok(self.process.append(entry).await?)
     }
 
     /// A session was accepted (fail closed: its first messages wait for this).
@@ -279,53 +221,10 @@ impl NodeAudit {
     /// A caller was refused by authorization (recorded in the background:
     /// the refusal itself needs no permission).
     pub fn authz_denied(&self, peer: Option<&PeerInfo>, method: &str, reason: &str) {
-        let entry = Entry::new(actor_of(peer, &self.domain), action::AUTHZ_DENIED)
+        let entry = Entry::new(actor_of(peer, self.domain()), action::AUTHZ_DENIED)
             .refused("permission_denied")
             .detail(format!("{method}: {reason}"));
         let this = self.clone();
         tokio::spawn(async move { this.note(entry).await });
-    }
-
-    /// Signs the head every `interval` and records certificate reloads,
-    /// until the returned task is aborted.
-    pub fn spawn_background(&self, interval: Duration, tls: Arc<ReloadableTls>) -> JoinHandle<()> {
-        let this = self.clone();
-        let mut reloads = tls.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first tick is immediate; a head was signed at start
-            let mut watching = true;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = this.log.sign_head().await {
-                            tracing::warn!(error = %e, "audit head not signed");
-                        }
-                    }
-                    changed = reloads.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                            continue;
-                        }
-                        let generation = *reloads.borrow_and_update();
-                        this.cert_reload(&tls, generation).await;
-                    }
-                }
-            }
-        })
-    }
-
-    async fn cert_reload(&self, tls: &ReloadableTls, generation: u64) {
-        let leaf = tls
-            .certificate_chain()
-            .first()
-            .map(|c| hex::encode(Sha256::digest(c.as_ref())))
-            .unwrap_or_default();
-        self.note(
-            Entry::new(self.me.clone(), action::CERT_RELOAD)
-                .detail(format!("reload {generation}; certificate sha256 {leaf}")),
-        )
-        .await;
     }
 }

@@ -74,7 +74,7 @@ impl Default for AuditConfig {
 }
 
 /// The value of `audit.database` selecting an in-memory log (benchmarks only).
-pub const AUDIT_MEMORY: &str = "memory";
+pub const AUDIT_MEMORY: &str = sigil_audit::MEMORY_DATABASE;
 
 fn default_head_interval() -> Duration {
     Duration::from_secs(60)

@@ -1,0 +1,165 @@
+//! A daemon's audit log: what every Sigil process (node or coordinator) does
+//! with its [`AuditLog`] beyond its own records — open it where its config
+//! says, record start and stop, sign the head on a timer, record certificate
+//! reloads, and note records whose loss must not fail the operation.
+//!
+//! The node and the coordinator wrap a [`ProcessAudit`] with their own
+//! records (shares issued, sessions, signatures returned); this module is
+//! the part they share.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sigil_tls::{PeerInfo, ReloadableTls, TrustDomain};
+use tokio::task::JoinHandle;
+
+use crate::{AuditError, AuditLog, AuditOptions, Entry, TlsHeadSigner, action};
+
+/// The audit `database` setting that keeps a log in memory. For benchmarks
+/// only: nothing is durable and fail-closed guarantees no longer hold.
+pub const MEMORY_DATABASE: &str = "memory";
+
+/// The digest recorded for a signature on both sides (coordinator and
+/// nodes), so the cross-check can compare them: SHA-256 of exactly the
+/// bytes the scheme signs.
+pub fn signed_digest(signed_bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(signed_bytes).to_vec()
+}
+
+/// The caller's identity as recorded: its SPIFFE URI.
+pub fn actor_of(peer: Option<&PeerInfo>, domain: &TrustDomain) -> String {
+    peer.map(|p| p.identity.to_uri(domain))
+        .unwrap_or_else(|| "unauthenticated".to_owned())
+}
+
+/// One process's audit log and identity. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ProcessAudit {
+    log: AuditLog,
+    /// This process's own identity (actor of the events it causes itself).
+    me: String,
+    domain: TrustDomain,
+}
+
+impl ProcessAudit {
+    /// Opens `process`'s log: in `own_database` (the process's database)
+    /// unless `database` names a separate SQLite file or [`MEMORY_DATABASE`];
+    /// heads are signed with the process's certificate key.
+    pub async fn open(
+        options: AuditOptions,
+        database: Option<&str>,
+        own_database: &Path,
+        tls: Arc<ReloadableTls>,
+    ) -> Result<Self, AuditError> {
+        let signer = Arc::new(TlsHeadSigner::new(tls.clone()));
+        let log = match database {
+            Some(MEMORY_DATABASE) => {
+                tracing::warn!(
+                    "audit log in memory (audit.database = \"memory\"): nothing is durable; \
+                     for benchmarks only"
+                );
+                AuditLog::open_in_memory(options, signer).await?
+            }
+            Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
+            None => AuditLog::open(own_database, options, signer).await?,
+        };
+        Ok(Self {
+            log,
+            me: tls.identity().to_uri(tls.domain()),
+            domain: tls.domain().clone(),
+        })
+    }
+
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    /// This process's identity URI.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn domain(&self) -> &TrustDomain {
+        &self.domain
+    }
+
+    /// Appends and waits for the commit (fail closed: callers refuse the
+    /// operation on error).
+    pub async fn append(&self, entry: Entry) -> Result<(), AuditError> {
+        self.log.append(entry).await.map(drop)
+    }
+
+    /// Appends a record of something that already happened (a refusal, a
+    /// failure): an unavailable log is logged, not propagated.
+    pub async fn note(&self, entry: Entry) {
+        if let Err(e) = self.log.append(entry).await {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+
+    /// `process_start`, then a signed head. Fails when the log is not writable.
+    pub async fn process_start(&self, detail: String) -> Result<(), AuditError> {
+        self.append(Entry::new(self.me.clone(), action::PROCESS_START).detail(detail))
+            .await?;
+        self.log.sign_head().await?;
+        Ok(())
+    }
+
+    /// `process_stop`, then the final signed head; the log refuses appends after it.
+    pub async fn process_stop(&self) {
+        self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
+            .await;
+        match self.log.stop().await {
+            Ok(head) => tracing::info!(
+                sequence = head.sequence,
+                "audit log closed; final head signed"
+            ),
+            Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
+        }
+    }
+
+    /// Signs the head every `interval` and records certificate reloads,
+    /// until the returned task is aborted.
+    pub fn spawn_background(&self, interval: Duration, tls: Arc<ReloadableTls>) -> JoinHandle<()> {
+        let this = self.clone();
+        let mut reloads = tls.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate; a head was signed at start
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = this.log.sign_head().await {
+                            tracing::warn!(error = %e, "audit head not signed");
+                        }
+                    }
+                    changed = reloads.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let generation = *reloads.borrow_and_update();
+                        this.cert_reload(&tls, generation).await;
+                    }
+                }
+            }
+        })
+    }
+
+    async fn cert_reload(&self, tls: &ReloadableTls, generation: u64) {
+        let leaf = tls
+            .certificate_chain()
+            .first()
+            .map(|c| hex::encode(Sha256::digest(c.as_ref())))
+            .unwrap_or_default();
+        self.note(
+            Entry::new(self.me.clone(), action::CERT_RELOAD)
+                .detail(format!("reload {generation}; certificate sha256 {leaf}")),
+        )
+        .await;
+    }
+}
