@@ -110,7 +110,7 @@ pub use head::{
 };
 pub use identity::{TlsHeadSigner, TlsHeadVerifier, TrustError, expected_identity};
 pub use log::{AuditLog, AuditOptions, Head, WriterStats};
-pub use process::{MEMORY_DATABASE, ProcessAudit, actor_of, signed_digest};
+pub use process::{AuditConfig, MEMORY_DATABASE, ProcessAudit, actor_of, signed_digest};
 pub use record::{Entry, Hash, Record, action, genesis_hash, outcome, parse_jsonl};
 pub use verify::{Finding, FindingKind, NodeLog, Report, cross_check, verify_log};
 

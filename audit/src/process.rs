@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sigil_tls::{PeerInfo, ReloadableTls, TrustDomain};
 use tokio::task::JoinHandle;
@@ -20,6 +21,71 @@ use crate::{AuditError, AuditLog, AuditOptions, Entry, TlsHeadSigner, action};
 /// The audit `database` setting that keeps a log in memory. For benchmarks
 /// only: nothing is durable and fail-closed guarantees no longer hold.
 pub const MEMORY_DATABASE: &str = "memory";
+
+/// Where and how a daemon keeps its audit log (the `[audit]` section of the
+/// node and coordinator configs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Unset: in the process's own database (the default, and what auditors
+    /// expect). A path: a separate SQLite file. [`MEMORY_DATABASE`]: an
+    /// in-memory database — **benchmarks only**: nothing is durable, so the
+    /// log is lost at exit and fail-closed guarantees no longer hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// How often the process signs the head of its log.
+    #[serde(default = "default_head_interval", with = "humantime_serde")]
+    pub head_interval: Duration,
+    /// How long an audit write waits for a locked database before the
+    /// audited operation is refused (`UNAVAILABLE`).
+    #[serde(default = "default_busy_timeout", with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            database: None,
+            head_interval: default_head_interval(),
+            busy_timeout: default_busy_timeout(),
+        }
+    }
+}
+
+fn default_head_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_busy_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl AuditConfig {
+    /// Makes a relative `database` path relative to `base` (the config file's directory).
+    pub fn resolve_relative(&mut self, base: &Path) {
+        if let Some(db) = self
+            .database
+            .as_mut()
+            .filter(|d| d.as_str() != MEMORY_DATABASE && Path::new(d.as_str()).is_relative())
+        {
+            *db = base.join(&*db).to_string_lossy().into_owned();
+        }
+    }
+
+    /// Why the settings are unusable, if they are.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.head_interval < Duration::from_millis(100) {
+            return Err("audit.head_interval must be at least 100ms".into());
+        }
+        if self.database.as_deref() == Some("") {
+            return Err(
+                "audit.database must not be empty (omit it to use the process's own database)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// The digest recorded for a signature on both sides (coordinator and
 /// nodes), so the cross-check can compare them: SHA-256 of exactly the

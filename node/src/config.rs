@@ -44,45 +44,10 @@ pub struct NodeConfig {
     pub audit: AuditConfig,
 }
 
-/// Where and how the node keeps its audit log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Unset: in the node's own database (the default, and what auditors
-    /// expect). A path: a separate SQLite file. `"memory"`: an in-memory
-    /// database — **benchmarks only**: nothing is durable, so the log is
-    /// lost at exit and fail-closed guarantees no longer hold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-    /// How often the node signs the head of its log.
-    #[serde(default = "default_head_interval", with = "humantime_serde")]
-    pub head_interval: Duration,
-    /// How long an audit write waits for a locked database before the
-    /// audited operation is refused (`UNAVAILABLE`).
-    #[serde(default = "default_audit_busy_timeout", with = "humantime_serde")]
-    pub busy_timeout: Duration,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            database: None,
-            head_interval: default_head_interval(),
-            busy_timeout: default_audit_busy_timeout(),
-        }
-    }
-}
+pub use sigil_audit::AuditConfig;
 
 /// The value of `audit.database` selecting an in-memory log (benchmarks only).
 pub const AUDIT_MEMORY: &str = sigil_audit::MEMORY_DATABASE;
-
-fn default_head_interval() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_audit_busy_timeout() -> Duration {
-    Duration::from_secs(5)
-}
 
 fn default_reload() -> Duration {
     Duration::from_secs(5)
@@ -121,14 +86,7 @@ impl NodeConfig {
         if let Some(k) = self.kek_file.as_mut().filter(|k| k.is_relative()) {
             *k = base.join(&*k);
         }
-        if let Some(db) = self
-            .audit
-            .database
-            .as_mut()
-            .filter(|d| d.as_str() != AUDIT_MEMORY && Path::new(d.as_str()).is_relative())
-        {
-            *db = base.join(&*db).to_string_lossy().into_owned();
-        }
+        self.audit.resolve_relative(base);
     }
 
     pub fn validate(&self) -> Result<(), NodeError> {
@@ -138,16 +96,7 @@ impl NodeConfig {
         if self.zone.trim().is_empty() {
             return Err(NodeError::Config("zone must not be empty".into()));
         }
-        if self.audit.head_interval < Duration::from_millis(100) {
-            return Err(NodeError::Config(
-                "audit.head_interval must be at least 100ms".into(),
-            ));
-        }
-        if self.audit.database.as_deref() == Some("") {
-            return Err(NodeError::Config(
-                "audit.database must not be empty (omit it to use the node database)".into(),
-            ));
-        }
+        self.audit.validate().map_err(NodeError::Config)?;
         Ok(())
     }
 
