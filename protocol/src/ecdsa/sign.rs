@@ -25,11 +25,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dkls23::protocols::PartyIndex;
 use dkls23::protocols::signing::{
     KeepPhase1to2, KeepPhase2to3, SignData, TransmitPhase1to2, TransmitPhase2to3, UniqueKeep1to2,
     UniqueKeep2to3,
 };
+use dkls23::protocols::{PartiesMessage, PartyIndex};
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use k256::elliptic_curve::PrimeField as _;
@@ -249,20 +249,22 @@ impl Signer {
         Ok(out)
     }
 
-    fn round1(
-        &mut self,
-        party: Box<Party>,
-        unique: UniqueKeep1to2<Curve>,
-        kept: BTreeMap<PartyIndex, KeepPhase1to2<Curve>>,
+    /// This round's direct messages, one from every other signer, decoded
+    /// and checked to name the right sender and receiver party indices.
+    fn receive<T: serde::de::DeserializeOwned>(
+        &self,
+        round: u16,
+        what: &str,
         inbound: Vec<Message>,
-    ) -> Result<Transition<()>, ProtocolError> {
+        parties: impl Fn(&T) -> &PartiesMessage,
+    ) -> Result<Vec<T>, ProtocolError> {
         let expect = Expect {
             direct: true,
             ..Expect::default()
         };
         let sorted = sort_inbound(
             self.session,
-            1,
+            round,
             Some(self.me),
             &self.others,
             expect,
@@ -270,10 +272,27 @@ impl Signer {
         )?;
         let mut received = Vec::with_capacity(sorted.direct.len());
         for (&from, bytes) in &sorted.direct {
-            let m: TransmitPhase1to2 = parse(from, "signing round-1 message", decode(bytes))?;
-            self.check_parties(from, m.parties.sender, m.parties.receiver)?;
+            let m: T = parse(from, what, decode(bytes))?;
+            let p = parties(&m);
+            self.check_parties(from, p.sender, p.receiver)?;
             received.push(m);
         }
+        Ok(received)
+    }
+
+    fn round1(
+        &mut self,
+        party: Box<Party>,
+        unique: UniqueKeep1to2<Curve>,
+        kept: BTreeMap<PartyIndex, KeepPhase1to2<Curve>>,
+        inbound: Vec<Message>,
+    ) -> Result<Transition<()>, ProtocolError> {
+        let received: Vec<TransmitPhase1to2> = self.receive(
+            1,
+            "signing round-1 message",
+            inbound,
+            |m: &TransmitPhase1to2| &m.parties,
+        )?;
         let (unique, kept, transmit) = party
             .sign_phase2(&self.data, unique, kept, &received)
             .map_err(|e| blame(&self.roster, self.index, e))?;
@@ -300,25 +319,12 @@ impl Signer {
         kept: BTreeMap<PartyIndex, KeepPhase2to3<Curve>>,
         inbound: Vec<Message>,
     ) -> Result<Transition<()>, ProtocolError> {
-        let expect = Expect {
-            direct: true,
-            ..Expect::default()
-        };
-        let sorted = sort_inbound(
-            self.session,
+        let received: Vec<TransmitPhase2to3<Curve>> = self.receive(
             2,
-            Some(self.me),
-            &self.others,
-            expect,
+            "signing round-2 message",
             inbound,
+            |m: &TransmitPhase2to3<Curve>| &m.parties,
         )?;
-        let mut received = Vec::with_capacity(sorted.direct.len());
-        for (&from, bytes) in &sorted.direct {
-            let m: TransmitPhase2to3<Curve> =
-                parse(from, "signing round-2 message", decode(bytes))?;
-            self.check_parties(from, m.parties.sender, m.parties.receiver)?;
-            received.push(m);
-        }
         let (x_coordinate, values) = party
             .sign_phase3(&self.data, unique, kept, &received)
             .map_err(|e| blame(&self.roster, self.index, e))?;
