@@ -26,6 +26,9 @@ pub enum AuditError {
     /// The database already holds the log of another process.
     #[error("audit database holds the log of {found:?}, not {expected:?}")]
     ProcessMismatch { expected: String, found: String },
+    /// A database opened for reading holds no audit log.
+    #[error("no audit log in this database ({0})")]
+    NoLog(String),
     /// A stored row does not decode (wrong column types or lengths).
     #[error("corrupt audit row (sequence {sequence}): {reason}")]
     Corrupt { sequence: i64, reason: String },

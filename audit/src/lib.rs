@@ -109,8 +109,10 @@ pub use head::{
     head_signing_bytes, parse_heads_jsonl,
 };
 pub use identity::{TlsHeadSigner, TlsHeadVerifier, TrustError, expected_identity};
-pub use log::{AuditLog, AuditOptions, Head, WriterStats};
-pub use process::{AuditConfig, MEMORY_DATABASE, ProcessAudit, actor_of, signed_digest};
+pub use log::{AuditLog, AuditOptions, Durability, Head, WriterStats};
+pub use process::{
+    AuditConfig, MEMORY_DATABASE, ProcessAudit, actor_of, default_database, signed_digest,
+};
 pub use record::{Entry, Hash, Record, action, genesis_hash, outcome, parse_jsonl};
 pub use verify::{Finding, FindingKind, NodeLog, Report, cross_check, verify_log};
 

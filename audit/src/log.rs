@@ -7,7 +7,12 @@
 //! it drains the queue of pending appends, writes all of them in one
 //! `BEGIN IMMEDIATE` transaction, chaining each to the one before, commits,
 //! and only then acknowledges each. Many concurrent appends thus cost one
-//! fsync, not one each.
+//! fsync, not one each. A record appended with [`Durability::Deferred`]
+//! is committed the same way but does not make its batch fsync: it becomes
+//! durable against power loss with the next synced commit (for records that
+//! are always followed by a synced one, such as a signing session's start).
+//! Only an `fsync` failure goes unnoticed for such a record until that
+//! next synced commit, which then fails closed.
 //!
 //! If the transaction fails (database locked past `busy_timeout`, disk full,
 //! read-only, I/O error), every append of that batch gets
@@ -121,6 +126,24 @@ pub struct Head {
     pub hash: Hash,
 }
 
+/// When an append counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Committed and fsync'd: survives a power loss. What fail-closed
+    /// records need before the operation they record takes effect.
+    #[default]
+    Synced,
+    /// Committed to the WAL without an fsync of its own: visible at once and
+    /// survives a crash of the process, and becomes durable against power
+    /// loss with the next synced commit of the same log (any later synced
+    /// append covers every earlier record). For a record that refuses an
+    /// operation when it cannot be written, and is always followed by a
+    /// synced record before anything it precedes leaves the process — a
+    /// signing session's start (its share record is synced). If the batch
+    /// also holds a synced record, the whole batch is synced.
+    Deferred,
+}
+
 /// Counters of the writer task.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -132,6 +155,9 @@ pub struct WriterStats {
     pub failed_batches: u64,
     /// Appends refused because their transaction failed.
     pub failed_records: u64,
+    /// Committed transactions that were fsync'd (the rest held only
+    /// [`Durability::Deferred`] records).
+    pub synced_batches: u64,
 }
 
 /// The audit log of one process. Cheap to clone; every clone appends to the
@@ -203,10 +229,37 @@ impl AuditLog {
         options: AuditOptions,
         signer: Arc<dyn HeadSigner>,
     ) -> Result<Self, AuditError> {
+        Self::open_inner(connect, options, signer, true).await
+    }
+
+    /// Opens an existing log read-only, without touching its schema (an
+    /// older log verifies as it is): for auditors reading a database
+    /// directly. [`AuditError::NoLog`] if the file holds no audit log;
+    /// every append and head signature is refused.
+    pub async fn open_read_only(
+        path: &Path,
+        options: AuditOptions,
+        signer: Arc<dyn HeadSigner>,
+    ) -> Result<Self, AuditError> {
+        let connect = SqliteConnectOptions::new().filename(path).read_only(true);
+        Self::open_inner(connect, options, signer, false).await
+    }
+
+    async fn open_inner(
+        connect: SqliteConnectOptions,
+        options: AuditOptions,
+        signer: Arc<dyn HeadSigner>,
+        migrate: bool,
+    ) -> Result<Self, AuditError> {
         options.validate()?;
         let connect = connect
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout);
+        // The writer's connection first, alone: on a new file it switches the
+        // database to WAL, which takes a lock SQLite's busy handler does not
+        // wait for, so a pool connection opening at the same moment would
+        // fail with "database is locked".
+        let mut conn = connect.connect().await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .min_connections(1)
@@ -214,9 +267,23 @@ impl AuditLog {
             .max_lifetime(None)
             .connect_with(connect.clone())
             .await?;
-        migrator().run(&pool).await?;
+        if migrate {
+            migrator().run(&pool).await?;
+        } else {
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name IN ('audit_records', 'audit_heads')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if tables != 2 {
+                return Err(AuditError::NoLog(
+                    "a Sigil process keeps its log in <stem>-audit.db beside its state database"
+                        .into(),
+                ));
+            }
+        }
 
-        let mut conn = connect.connect().await?;
         let last = last_record(&mut conn).await?;
         let (head, last_time) = match last {
             Some(last) => {
@@ -250,6 +317,7 @@ impl AuditLog {
             process: options.process.clone(),
             connect,
             conn: Some(conn),
+            synchronous: None,
             head,
             last_time: last_time.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             head_tx,
@@ -279,6 +347,12 @@ impl AuditLog {
         *self.inner.head.borrow()
     }
 
+    /// Notified after every commit with the new head: wait for records
+    /// without polling.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.inner.head.clone()
+    }
+
     /// Counters of the writer (batches and records committed or refused).
     pub fn stats(&self) -> WriterStats {
         let s = &self.inner.stats;
@@ -287,6 +361,7 @@ impl AuditLog {
             records: s.records.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),
             failed_records: s.failed_records.load(Ordering::Relaxed),
+            synced_batches: s.synced_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -326,9 +401,21 @@ impl AuditLog {
     /// bug in the caller. If the returned future is dropped after the entry
     /// was queued, the record may still be written.
     pub async fn append(&self, entry: Entry) -> Result<Record, AuditError> {
+        self.append_with(entry, Durability::Synced).await
+    }
+
+    /// [`AuditLog::append`] with an explicit [`Durability`]: with
+    /// [`Durability::Deferred`] the record is committed (or refused, as any
+    /// append) but its batch is not fsync'd for it.
+    pub async fn append_with(
+        &self,
+        entry: Entry,
+        durability: Durability,
+    ) -> Result<Record, AuditError> {
         let entry = entry.normalize()?;
         self.call(|ack| Command::Append {
             entry: Box::new(entry),
+            durability,
             ack,
         })
         .await
@@ -646,6 +733,62 @@ mod tests {
         assert_eq!(second.sequence, 2);
         assert_eq!(second.previous_hash, first.record_hash);
         assert_eq!(log.query(&Filter::default()).await.expect("query").len(), 2);
+    }
+
+    /// Deferred appends are committed and chained like any other, fail
+    /// closed the same way, and only batches holding a synced record are
+    /// fsync'd; the log reopens intact.
+    #[tokio::test]
+    async fn deferred_appends_commit_without_their_own_fsync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let log = AuditLog::open(&path, AuditOptions::new("node-1"), Arc::new(NullSigner))
+            .await
+            .expect("open");
+        let first = log
+            .append_with(entry(0), Durability::Deferred)
+            .await
+            .expect("deferred append");
+        assert_eq!(first.sequence, 1);
+        assert_eq!(log.stats().batches, 1);
+        assert_eq!(log.stats().synced_batches, 0);
+        // Visible to readers at once.
+        assert_eq!(log.query(&Filter::default()).await.expect("query").len(), 1);
+
+        let second = log.append(entry(1)).await.expect("synced append");
+        assert_eq!(second.previous_hash, first.record_hash);
+        assert_eq!(log.stats().synced_batches, 1);
+        // Back to deferred: the connection switches again.
+        log.append_with(entry(2), Durability::Deferred)
+            .await
+            .expect("deferred append");
+        assert_eq!(log.stats().batches, 3);
+        assert_eq!(log.stats().synced_batches, 1);
+
+        log.execute_on_writer("PRAGMA query_only = ON")
+            .await
+            .expect("pragma");
+        let err = log
+            .append_with(entry(3), Durability::Deferred)
+            .await
+            .expect_err("a deferred append fails closed too");
+        assert!(err.is_unavailable(), "{err}");
+        log.execute_on_writer("PRAGMA query_only = OFF")
+            .await
+            .expect("pragma");
+        log.stop().await.expect("stop");
+
+        let reopened = AuditLog::open(&path, AuditOptions::new("node-1"), Arc::new(NullSigner))
+            .await
+            .expect("reopen");
+        assert_eq!(reopened.head().sequence, 3);
+        let records = reopened.query(&Filter::default()).await.expect("query");
+        assert_eq!(records.len(), 3);
+        assert!(
+            records
+                .windows(2)
+                .all(|w| w[1].previous_hash == w[0].record_hash)
+        );
     }
 
     #[tokio::test]

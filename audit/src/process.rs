@@ -7,7 +7,7 @@
 //! records (shares issued, sessions, signatures returned); this module is
 //! the part they share.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sigil_tls::{PeerInfo, ReloadableTls, TrustDomain};
 use tokio::task::JoinHandle;
 
-use crate::{AuditError, AuditLog, AuditOptions, Entry, TlsHeadSigner, action};
+use crate::{AuditError, AuditLog, AuditOptions, Durability, Entry, TlsHeadSigner, action};
 
 /// The audit `database` setting that keeps a log in memory. For benchmarks
 /// only: nothing is durable and fail-closed guarantees no longer hold.
@@ -27,10 +27,14 @@ pub const MEMORY_DATABASE: &str = "memory";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Unset: in the process's own database (the default, and what auditors
-    /// expect). A path: a separate SQLite file. [`MEMORY_DATABASE`]: an
-    /// in-memory database — **benchmarks only**: nothing is durable, so the
-    /// log is lost at exit and fail-closed guarantees no longer hold.
+    /// Unset (the default): the process's own audit database,
+    /// `<stem>-audit.db` beside its state database ([`default_database`]):
+    /// `node-audit.db` beside `node.db`. A path: that SQLite file; it may be
+    /// the state database itself, which then shares SQLite's single write
+    /// lock with the process's other writes and costs signing throughput
+    /// (`docs/performance.md`). [`MEMORY_DATABASE`]: an in-memory database —
+    /// **benchmarks only**: nothing is durable, so the log is lost at exit
+    /// and fail-closed guarantees no longer hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// How often the process signs the head of its log.
@@ -79,12 +83,30 @@ impl AuditConfig {
         }
         if self.database.as_deref() == Some("") {
             return Err(
-                "audit.database must not be empty (omit it to use the process's own database)"
+                "audit.database must not be empty (omit it for the default, <stem>-audit.db \
+                 beside the process's database)"
                     .into(),
             );
         }
         Ok(())
     }
+}
+
+/// Where a process keeps its audit log by default: `<stem>-audit.db` in the
+/// directory of its state database `own` (`node.db` → `node-audit.db`).
+///
+/// A file of its own, not the state database: the log's writer and the
+/// process's other writers (the coordinator's idempotency records) would
+/// otherwise queue on one SQLite write lock, whose busy handler backs off
+/// in steps of milliseconds. Named after the state database, so two
+/// processes sharing a directory never share a log.
+pub fn default_database(own: &Path) -> PathBuf {
+    let stem = own
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sigil".to_owned());
+    own.with_file_name(format!("{stem}-audit.db"))
 }
 
 /// The digest recorded for a signature on both sides (coordinator and
@@ -110,9 +132,10 @@ pub struct ProcessAudit {
 }
 
 impl ProcessAudit {
-    /// Opens `process`'s log: in `own_database` (the process's database)
-    /// unless `database` names a separate SQLite file or [`MEMORY_DATABASE`];
-    /// heads are signed with the process's certificate key.
+    /// Opens `process`'s log: in [`default_database`] of `own_database` (the
+    /// process's state database) unless `database` names another SQLite file
+    /// or [`MEMORY_DATABASE`]; heads are signed with the process's
+    /// certificate key.
     pub async fn open(
         options: AuditOptions,
         database: Option<&str>,
@@ -129,7 +152,7 @@ impl ProcessAudit {
                 AuditLog::open_in_memory(options, signer).await?
             }
             Some(path) => AuditLog::open(Path::new(path), options, signer).await?,
-            None => AuditLog::open(own_database, options, signer).await?,
+            None => AuditLog::open(&default_database(own_database), options, signer).await?,
         };
         Ok(Self {
             log,
@@ -157,6 +180,15 @@ impl ProcessAudit {
         self.log.append(entry).await.map(drop)
     }
 
+    /// [`ProcessAudit::append`] with an explicit [`Durability`].
+    pub async fn append_with(
+        &self,
+        entry: Entry,
+        durability: Durability,
+    ) -> Result<(), AuditError> {
+        self.log.append_with(entry, durability).await.map(drop)
+    }
+
     /// Appends a record of something that already happened (a refusal, a
     /// failure): an unavailable log is logged, not propagated.
     pub async fn note(&self, entry: Entry) {
@@ -177,9 +209,14 @@ impl ProcessAudit {
     pub async fn process_stop(&self) {
         self.note(Entry::new(self.me.clone(), action::PROCESS_STOP))
             .await;
+        let stats = self.log.stats();
         match self.log.stop().await {
             Ok(head) => tracing::info!(
                 sequence = head.sequence,
+                batches = stats.batches,
+                synced_batches = stats.synced_batches,
+                records = stats.records,
+                failed_records = stats.failed_records,
                 "audit log closed; final head signed"
             ),
             Err(e) => tracing::error!(error = %e, "audit log: final head not signed"),
@@ -227,5 +264,27 @@ impl ProcessAudit {
                 .detail(format!("reload {generation}; certificate sha256 {leaf}")),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_log_is_a_file_of_its_own_beside_the_state_database() {
+        assert_eq!(
+            default_database(Path::new("/var/lib/sigil/node-1/node.db")),
+            Path::new("/var/lib/sigil/node-1/node-audit.db")
+        );
+        assert_eq!(
+            default_database(Path::new("coordinator.db")),
+            Path::new("coordinator-audit.db")
+        );
+        // Two processes in one directory get two logs.
+        assert_ne!(
+            default_database(Path::new("/srv/a.db")),
+            default_database(Path::new("/srv/b.db"))
+        );
     }
 }

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::AuditError;
 use crate::head::{HeadSigner, SignedHead, head_signing_bytes};
-use crate::log::Head;
+use crate::log::{Durability, Head};
 use crate::record::{Entry, Hash, Record};
 use crate::timefmt;
 
@@ -28,12 +28,15 @@ pub(crate) struct Stats {
     pub(crate) records: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) failed_records: AtomicU64,
+    /// Committed batches that were fsync'd (at least one synced record).
+    pub(crate) synced_batches: AtomicU64,
 }
 
 /// A request to the writer.
 pub(crate) enum Command {
     Append {
         entry: Box<Entry>,
+        durability: Durability,
         ack: oneshot::Sender<Result<Record, AuditError>>,
     },
     SignHead {
@@ -95,6 +98,9 @@ pub(crate) struct Writer {
     pub(crate) connect: SqliteConnectOptions,
     /// `None` after a failure left the connection unusable; reopened lazily.
     pub(crate) conn: Option<SqliteConnection>,
+    /// The connection's `synchronous` setting: `Some(true)` = FULL,
+    /// `Some(false)` = NORMAL, `None` = to be set before the next batch.
+    pub(crate) synchronous: Option<bool>,
     pub(crate) head: Head,
     /// Latest timestamp written; timestamps never go backwards.
     pub(crate) last_time: OffsetDateTime,
@@ -123,7 +129,11 @@ impl Writer {
             let mut executes = Vec::new();
             for command in commands {
                 match command {
-                    Command::Append { entry, ack } => batch.push((*entry, ack)),
+                    Command::Append {
+                        entry,
+                        durability,
+                        ack,
+                    } => batch.push((*entry, durability, ack)),
                     Command::SignHead { ack } => heads.push(ack),
                     Command::Stop { ack } => {
                         // No new appends; those already queued are still written.
@@ -168,6 +178,7 @@ impl Writer {
 
     async fn connection(&mut self) -> Result<&mut SqliteConnection, String> {
         if self.conn.is_none() {
+            self.synchronous = None;
             let conn = self
                 .connect
                 .connect()
@@ -188,14 +199,17 @@ impl Writer {
         Ok(formatted)
     }
 
-    async fn commit(&mut self, batch: Vec<(Entry, AppendAck)>) {
+    async fn commit(&mut self, batch: Vec<(Entry, Durability, AppendAck)>) {
         let count = batch.len() as u64;
+        let sync = batch
+            .iter()
+            .any(|(_, durability, _)| *durability == Durability::Synced);
         let mut records = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let saved_time = self.last_time;
         let mut chained = Ok(());
         let mut previous = self.head;
-        for (entry, ack) in batch {
+        for (entry, _, ack) in batch {
             acks.push(ack);
             if chained.is_err() {
                 continue;
@@ -218,7 +232,7 @@ impl Writer {
             }
         }
         let written = match chained {
-            Ok(()) => self.write(&records).await,
+            Ok(()) => self.write(&records, sync).await,
             Err(e) => Err(e),
         };
         match written {
@@ -227,6 +241,9 @@ impl Writer {
                 self.head_tx.send_replace(previous);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.records.fetch_add(count, Ordering::Relaxed);
+                if sync {
+                    self.stats.synced_batches.fetch_add(1, Ordering::Relaxed);
+                }
                 for (ack, record) in acks.into_iter().zip(records) {
                     let _ = ack.send(Ok(record));
                 }
@@ -252,16 +269,36 @@ impl Writer {
     }
 
     /// Writes `records` in one transaction; on error nothing is written.
-    async fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    /// `sync`: the commit is fsync'd (`synchronous = FULL`); otherwise it is
+    /// written to the WAL without an fsync (`NORMAL`) and becomes durable
+    /// against power loss with the next synced commit.
+    async fn write(&mut self, records: &[Record], sync: bool) -> Result<(), String> {
+        if self.synchronous != Some(sync) {
+            let pragma = if sync {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            let conn = self.connection().await?;
+            sqlx::query(pragma)
+                .execute(conn)
+                .await
+                .map_err(|e| format!("cannot set the audit connection's durability: {e}"))?;
+            self.synchronous = Some(sync);
+        }
         let conn = self.connection().await?;
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| format!("cannot start the audit transaction: {e}"))?;
         let mut result = Ok(());
-        for r in records {
-            if let Err(e) = insert_record(&mut tx, r).await {
-                result = Err(format!("cannot write audit record {}: {e}", r.sequence));
+        for chunk in records.chunks(INSERT_CHUNK) {
+            if let Err(e) = insert_records(&mut tx, chunk).await {
+                let first = chunk.first().map(|r| r.sequence).unwrap_or_default();
+                result = Err(format!(
+                    "cannot write audit records from {first} ({} in the statement): {e}",
+                    chunk.len()
+                ));
                 break;
             }
         }
@@ -367,30 +404,45 @@ impl Writer {
     }
 }
 
-async fn insert_record(conn: &mut SqliteConnection, r: &Record) -> Result<(), sqlx::Error> {
-    let sequence = i64::try_from(r.sequence)
-        .map_err(|_| sqlx::Error::Protocol("sequence out of range".into()))?;
-    sqlx::query(concat!(
+/// Records per `INSERT` statement: 15 bound values each, well under
+/// SQLite's 32766-variable limit. One statement per batch (not per record)
+/// keeps the writer's round trips to its connection thread constant.
+const INSERT_CHUNK: usize = 256;
+
+/// Inserts `records` with one multi-row statement.
+async fn insert_records(
+    conn: &mut SqliteConnection,
+    records: &[Record],
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(concat!(
         "INSERT INTO audit_records (",
         record_columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(sequence)
-    .bind(&r.process)
-    .bind(&r.timestamp)
-    .bind(&r.actor)
-    .bind(&r.action)
-    .bind(&r.key_id)
-    .bind(&r.request_id)
-    .bind(&r.digest)
-    .bind(nodes_json(&r.quorum))
-    .bind(&r.session_id)
-    .bind(&r.outcome)
-    .bind(nodes_json(&r.culprits))
-    .bind(&r.detail)
-    .bind(&r.previous_hash[..])
-    .bind(&r.record_hash[..])
-    .execute(conn)
-    .await
-    .map(|_| ())
+        ") "
+    ));
+    let mut out_of_range = false;
+    q.push_values(records, |mut row, r| {
+        let sequence = i64::try_from(r.sequence).unwrap_or_else(|_| {
+            out_of_range = true;
+            -1
+        });
+        row.push_bind(sequence)
+            .push_bind(r.process.clone())
+            .push_bind(r.timestamp.clone())
+            .push_bind(r.actor.clone())
+            .push_bind(r.action.clone())
+            .push_bind(r.key_id.clone())
+            .push_bind(r.request_id.clone())
+            .push_bind(r.digest.clone())
+            .push_bind(nodes_json(&r.quorum))
+            .push_bind(r.session_id.clone())
+            .push_bind(r.outcome.clone())
+            .push_bind(nodes_json(&r.culprits))
+            .push_bind(r.detail.clone())
+            .push_bind(r.previous_hash.to_vec())
+            .push_bind(r.record_hash.to_vec());
+    });
+    if out_of_range {
+        return Err(sqlx::Error::Protocol("sequence out of range".into()));
+    }
+    q.build().execute(conn).await.map(|_| ())
 }

@@ -404,10 +404,7 @@ async fn open_db(path: &Path, process: &str) -> Result<AuditLog, AuditCliError> 
             reason: "no such file".into(),
         });
     }
-    let connect = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true);
-    Ok(AuditLog::open_with(connect, AuditOptions::new(process), Arc::new(NoSigner)).await?)
+    Ok(AuditLog::open_read_only(path, AuditOptions::new(process), Arc::new(NoSigner)).await?)
 }
 
 /// Reads the logs of several processes straight from their SQLite

@@ -64,11 +64,12 @@ enum Command {
         /// BENCHMARKS ONLY: nothing is durable and fail-closed means nothing.
         #[arg(long)]
         audit_in_memory: bool,
-        /// Keep each process's audit log in its own SQLite file (`audit.db`
-        /// beside the process's database) instead of in that database: no
-        /// write-lock contention with the process's other writes.
+        /// Keep each process's audit log in its state database instead of
+        /// its own file (`<stem>-audit.db`, the default): the log then shares
+        /// SQLite's write lock with the process's other writes (slower; for
+        /// comparison).
         #[arg(long, conflicts_with = "audit_in_memory")]
-        audit_separate_files: bool,
+        audit_in_state_database: bool,
     },
     /// Health of the coordinator and every node (gRPC health checking).
     Health,
@@ -467,12 +468,14 @@ async fn run(cli: Cli) -> Result<()> {
             port,
             ephemeral_ports,
             audit_in_memory,
-            audit_separate_files,
+            audit_in_state_database,
         } => {
-            let audit = match (*audit_in_memory, *audit_separate_files) {
-                (true, _) => Some(AUDIT_MEMORY),
-                (false, true) => Some("audit.db"),
-                (false, false) => None,
+            let audit = if *audit_in_memory {
+                AuditPlacement::Memory
+            } else if *audit_in_state_database {
+                AuditPlacement::StateDatabase
+            } else {
+                AuditPlacement::Default
             };
             up(&cli, &data_dir, *nodes, *port, *ephemeral_ports, audit).await?
         }
@@ -1330,25 +1333,42 @@ fn key_json(k: &pb::KeyInfo) -> serde_json::Value {
     })
 }
 
+/// Where `sigil up` keeps the audit logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuditPlacement {
+    /// Each process's own `<stem>-audit.db`.
+    Default,
+    /// In memory (benchmarks only).
+    Memory,
+    /// In each process's state database.
+    StateDatabase,
+}
+
 async fn up(
     cli: &Cli,
     data_dir: &std::path::Path,
     nodes: u16,
     port: u16,
     ephemeral: bool,
-    audit_database: Option<&str>,
+    audit: AuditPlacement,
 ) -> Result<()> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
     let mut spec = ClusterSpec::new(data_dir, nodes);
     spec.base_port = (!ephemeral).then_some(port);
-    if let Some(database) = audit_database {
-        if database == AUDIT_MEMORY {
+    match audit {
+        AuditPlacement::Default => {}
+        AuditPlacement::Memory => {
             eprintln!("WARNING: audit logs in memory (--audit-in-memory): for benchmarks only");
+            spec.node_audit.database = Some(AUDIT_MEMORY.to_owned());
+            spec.coordinator_audit.database = Some(AUDIT_MEMORY.to_owned());
         }
-        spec.node_audit.database = Some(database.to_owned());
-        spec.coordinator_audit.database = Some(database.to_owned());
+        AuditPlacement::StateDatabase => {
+            // Relative to each process's config directory, like `database`.
+            spec.node_audit.database = Some("node.db".to_owned());
+            spec.coordinator_audit.database = Some("coordinator.db".to_owned());
+        }
     }
     let cluster = LocalCluster::start(spec).await?;
     if cli.json {

@@ -540,12 +540,27 @@ async fn audit_commands_query_export_and_verify() {
     env.json(&["audit", "export", "--out", &export_arg]).await;
     let offline = env.json(&["audit", "verify", "--dir", &export_arg]).await;
     assert_eq!(offline["ok"], true, "{offline}");
-    let db = env.data_dir.join("node-1/node.db");
+    let db = env.data_dir.join("node-1/node-audit.db");
     let db_arg = db.to_string_lossy().into_owned();
     let one = env
         .json(&["audit", "verify", "--db", &db_arg, "--process", "node-1"])
         .await;
     assert_eq!(one["ok"], true, "{one}");
+    // The state database holds no log: a clear error, not a schema write.
+    let state = env.data_dir.join("node-1/node.db");
+    let out = env
+        .sigil(&[
+            "audit",
+            "verify",
+            "--db",
+            &state.to_string_lossy(),
+            "--process",
+            "node-1",
+        ])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no audit log in this database"), "{stderr}");
 
     // Edit one exported record of node-2: verification names it and fails.
     let file = export.join("node-2.records.jsonl");

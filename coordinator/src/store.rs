@@ -111,9 +111,22 @@ fn unix_now() -> i64 {
 }
 
 /// SQLite coordinator store.
+///
+/// Every write is committed with `synchronous = FULL` (fsync per commit)
+/// except idempotency claims, which use a second pool with
+/// `synchronous = NORMAL`: in WAL mode a claim then survives a process crash
+/// but may be lost with the OS (power loss). That is safe because a claim
+/// only matters once its request has produced a response, and nothing is
+/// returned before `finish_sign` (or, by default, the audit log in the same
+/// file) commits with an fsync, which makes every earlier WAL frame, the
+/// claim included, durable too. A claim lost with the OS belonged to a
+/// request that returned nothing, which is retried as new. This saves one
+/// fsync per signature (`docs/performance.md`).
 #[derive(Clone, Debug)]
 pub struct SqliteCoordinatorStore {
     pool: SqlitePool,
+    /// Same database, `synchronous = NORMAL`; only for [`CoordinatorStore::claim_sign`].
+    claims: SqlitePool,
 }
 
 macro_rules! key_columns {
@@ -143,10 +156,14 @@ impl SqliteCoordinatorStore {
     async fn connect(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let claims = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Self { pool, claims })
     }
 
     fn row_to_misbehaviour(r: &sqlx::sqlite::SqliteRow) -> Result<Misbehaviour, StoreError> {
@@ -247,7 +264,7 @@ impl CoordinatorStore for SqliteCoordinatorStore {
         // transaction that reads and then writes cannot wait for a concurrent
         // writer (SQLite returns BUSY at once instead of honouring
         // busy_timeout), which failed concurrent sign requests.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.claims.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(
             "SELECT request_digest, response, claimed_at FROM sign_requests WHERE requester = ? AND idempotency_key = ?",
         )
@@ -393,59 +410,70 @@ mod tests {
         }
     }
 
+    /// A claim for `requester`'s `key` over `digest`, claims older than 60 s stale.
+    async fn claim(
+        store: &SqliteCoordinatorStore,
+        requester: &str,
+        key: &str,
+        digest: &[u8],
+    ) -> SignClaim {
+        store
+            .claim_sign(requester, key, "key", digest, 60)
+            .await
+            .expect("claim")
+    }
+
+    /// Claims go through the `synchronous = NORMAL` pool, results through
+    /// the FULL one: both see the same rows, across a reopen.
     #[tokio::test]
-    async fn idempotency_claims() {
-        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+    async fn claims_and_results_share_one_database_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coordinator.db");
+        let store = SqliteCoordinatorStore::open(&path).await.expect("open");
+        assert_eq!(claim(&store, "pay", "k1", b"d1").await, SignClaim::New);
         assert_eq!(
-            store
-                .claim_sign("pay", "k1", "key", b"d1", 60)
-                .await
-                .expect("claim"),
-            SignClaim::New
-        );
-        // Same request while the first is running; a different request under the same key.
-        assert_eq!(
-            store
-                .claim_sign("pay", "k1", "key", b"d1", 60)
-                .await
-                .expect("claim"),
+            claim(&store, "pay", "k1", b"d1").await,
             SignClaim::InProgress
-        );
-        assert_eq!(
-            store
-                .claim_sign("pay", "k1", "key", b"d2", 60)
-                .await
-                .expect("claim"),
-            SignClaim::Conflict
-        );
-        // Another requester has its own key space.
-        assert_eq!(
-            store
-                .claim_sign("other", "k1", "key", b"d2", 60)
-                .await
-                .expect("claim"),
-            SignClaim::New
         );
         store
             .finish_sign("pay", "k1", b"response")
             .await
             .expect("finish");
+        drop(store);
+        let store = SqliteCoordinatorStore::open(&path).await.expect("reopen");
         assert_eq!(
-            store
-                .claim_sign("pay", "k1", "key", b"d1", 60)
-                .await
-                .expect("claim"),
+            claim(&store, "pay", "k1", b"d1").await,
+            SignClaim::Done(b"response".to_vec())
+        );
+        // A claim released after a failure can be taken again.
+        assert_eq!(claim(&store, "pay", "k2", b"d2").await, SignClaim::New);
+        store.release_sign("pay", "k2").await.expect("release");
+        assert_eq!(claim(&store, "pay", "k2", b"d2").await, SignClaim::New);
+    }
+
+    #[tokio::test]
+    async fn idempotency_claims() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        assert_eq!(claim(&store, "pay", "k1", b"d1").await, SignClaim::New);
+        // Same request while the first is running; a different request under the same key.
+        assert_eq!(
+            claim(&store, "pay", "k1", b"d1").await,
+            SignClaim::InProgress
+        );
+        assert_eq!(claim(&store, "pay", "k1", b"d2").await, SignClaim::Conflict);
+        // Another requester has its own key space.
+        assert_eq!(claim(&store, "other", "k1", b"d2").await, SignClaim::New);
+        store
+            .finish_sign("pay", "k1", b"response")
+            .await
+            .expect("finish");
+        assert_eq!(
+            claim(&store, "pay", "k1", b"d1").await,
             SignClaim::Done(b"response".to_vec())
         );
         // A released claim can be taken again; a stale one is taken over.
         store.release_sign("other", "k1").await.expect("release");
-        assert_eq!(
-            store
-                .claim_sign("other", "k1", "key", b"d2", 60)
-                .await
-                .expect("claim"),
-            SignClaim::New
-        );
+        assert_eq!(claim(&store, "other", "k1", b"d2").await, SignClaim::New);
         assert_eq!(
             store
                 .claim_sign("other", "k1", "key", b"d2", -1)

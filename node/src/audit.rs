@@ -7,11 +7,20 @@
 //! | action | when | fail closed |
 //! |---|---|---|
 //! | `process_start` / `process_stop` | start, graceful stop (then a final signed head) | start refused |
-//! | `session_start` | a protocol session is accepted (before its first messages leave) | yes |
+//! | `session_start` | a protocol session is accepted (before its first messages leave) | yes (deferred for signing) |
 //! | `session_start` with `refused:<kind>` | a session start is refused | — |
 //! | `share_issued` | a signing session is about to release its final message (the signature share) | yes |
 //! | `session_failed` | a session step fails (with the culprits the protocol names) | — |
 //! | `session_aborted` | the coordinator aborted a live session | — |
+//! | `session_expired` | a session reached its deadline unfinished; its secrets were dropped | — |
+//!
+//! A signing session's `session_start` is appended with
+//! [`Durability::Deferred`]: committed before its first round (nonce
+//! commitments, which sign nothing) leaves, so a node whose log cannot be
+//! written refuses the session before any node issues a share, but not
+//! fsync'd on its own; the synced `share_issued` that must precede the share
+//! makes it durable. One fsync per signature instead of two is most of what
+//! keeps the audit cost low (`docs/performance.md`).
 //! | `dkg_share_stored` | a DKG finished and this node stored its (pending) share | yes |
 //! | `key_committed` | the coordinator commits a key; the share becomes usable | yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |
@@ -25,7 +34,7 @@
 
 use std::sync::Arc;
 
-use sigil_audit::{AuditOptions, Entry, ProcessAudit, action, node_process};
+use sigil_audit::{AuditOptions, Durability, Entry, ProcessAudit, action, node_process};
 use sigil_tls::{PeerInfo, ReloadableTls};
 
 use crate::NodeError;
@@ -41,6 +50,8 @@ pub mod actions {
     pub const KEY_COMMITTED: &str = "key_committed";
     /// The coordinator aborted a live session; its secrets were dropped.
     pub const SESSION_ABORTED: &str = "session_aborted";
+    /// A session reached its deadline unfinished; its secrets were dropped.
+    pub const SESSION_EXPIRED: &str = "session_expired";
 }
 
 /// What the log says about one session; kept with the session so that its
@@ -126,9 +137,19 @@ impl NodeAudit {
         Ok(self.process.append(entry).await?)
     }
 
-    /// A session was accepted (fail closed: its first messages wait for this).
+    /// A session was accepted (fail closed: its first messages wait for
+    /// this). A signing session's record is [`Durability::Deferred`]: its
+    /// `share_issued` is synced before anything it signs leaves.
     pub async fn session_started(&self, session: &SessionAudit) -> Result<(), NodeError> {
-        self.append(session.entry(actions::SESSION_START)).await
+        let durability = if session.kind == "sign" {
+            Durability::Deferred
+        } else {
+            Durability::Synced
+        };
+        Ok(self
+            .process
+            .append_with(session.entry(actions::SESSION_START), durability)
+            .await?)
     }
 
     /// A session start was refused.
@@ -165,6 +186,20 @@ impl NodeAudit {
                 .error(refusal_kind(e))
                 .culprits(culprits)
                 .detail(format!("{}: {e}", session.kind)),
+        )
+        .await;
+    }
+
+    /// A session reached its deadline unfinished and was dropped.
+    pub async fn session_expired(&self, session: &SessionAudit) {
+        self.note(
+            session
+                .entry(actions::SESSION_EXPIRED)
+                .error("session_expired")
+                .detail(format!(
+                    "{}: deadline passed before the session finished",
+                    session.kind
+                )),
         )
         .await;
     }

@@ -139,13 +139,20 @@ impl NodeServer {
 
         let sweeper = {
             let sessions = self.sessions.clone();
+            let audit = self.audit.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
                     tick.tick().await;
                     let expired = sessions.sweep();
-                    if expired > 0 {
-                        tracing::info!(expired, "expired protocol sessions dropped");
+                    if !expired.is_empty() {
+                        tracing::info!(
+                            expired = expired.len(),
+                            "expired protocol sessions dropped"
+                        );
+                    }
+                    for session in &expired {
+                        audit.session_expired(session).await;
                     }
                 }
             })

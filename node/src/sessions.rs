@@ -157,14 +157,23 @@ impl Sessions {
         self.lock().live.remove(id)
     }
 
-    /// Drops expired sessions and forgets old ids. Returns how many sessions expired.
-    pub fn sweep(&self) -> usize {
+    /// Drops expired sessions (and their secrets) and forgets old ids.
+    /// Returns what the audit log says about each session that expired.
+    pub fn sweep(&self) -> Vec<crate::audit::SessionAudit> {
         let now = Instant::now();
-        let mut t = self.lock();
-        let before = t.live.len();
-        t.live.retain(|_, s| s.expires > now);
-        t.seen.retain(|_, forget_at| *forget_at > now);
-        before - t.live.len()
+        let expired: Vec<Session> = {
+            let mut t = self.lock();
+            let ids: Vec<SessionId> = t
+                .live
+                .iter()
+                .filter(|(_, s)| s.expires <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            t.seen.retain(|_, forget_at| *forget_at > now);
+            ids.iter().filter_map(|id| t.live.remove(id)).collect()
+        };
+        // The sessions (nonces, DKG secrets) are dropped here, outside the lock.
+        expired.into_iter().map(|s| s.audit).collect()
     }
 
     pub fn live(&self) -> usize {

@@ -14,8 +14,8 @@ use sigil_proto::v1 as pb;
 use sigil_proto::v1::audit_client::AuditClient;
 use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::signing_client::SigningClient;
-use sigil_testkit::TestCluster;
 use sigil_testkit::sigil_cli::audit::{self as cli_audit, AuditData, Verification};
+use sigil_testkit::{RogueCoordinator, TestCluster, session_id};
 use sigil_tls::Identity;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -60,6 +60,7 @@ fn verifier(tc_dir: &Path) -> Result<sigil_audit::TlsHeadVerifier> {
     )?)
 }
 
+/// A process's state database.
 fn db_of(dir: &Path, process: &str) -> PathBuf {
     if process == "coordinator" {
         dir.join("coordinator/coordinator.db")
@@ -68,12 +69,17 @@ fn db_of(dir: &Path, process: &str) -> PathBuf {
     }
 }
 
+/// A process's audit database (the default: its own file beside the state database).
+fn audit_db_of(dir: &Path, process: &str) -> PathBuf {
+    sigil_audit::default_database(&db_of(dir, process))
+}
+
 /// Every process's log, read from its database in `dir`.
 async fn load_all(dir: &Path, nodes: u16) -> Result<AuditData> {
-    let mut dbs = vec![("coordinator".to_owned(), db_of(dir, "coordinator"))];
+    let mut dbs = vec![("coordinator".to_owned(), audit_db_of(dir, "coordinator"))];
     for n in 1..=nodes {
         let p = format!("node-{n}");
-        dbs.push((p.clone(), db_of(dir, &p)));
+        dbs.push((p.clone(), audit_db_of(dir, &p)));
     }
     Ok(cli_audit::load_dbs(&dbs).await?)
 }
@@ -140,6 +146,17 @@ async fn a_clean_cluster_verifies_live_and_offline_and_records_everything() -> R
                 &request,
             );
             assert_eq!(shares.len(), 1, "node {node}, {request}");
+            // Each signer's session: its start, then its share.
+            let session_actions: Vec<&str> = live.records[&format!("node-{node}")]
+                .iter()
+                .filter(|r| r.session_id == sig.session_id)
+                .map(|r| r.action.as_str())
+                .collect();
+            assert_eq!(
+                session_actions,
+                ["session_start", action::SHARE_ISSUED],
+                "node {node}"
+            );
             assert_eq!(shares[0].session_id, sig.session_id);
             assert_eq!(shares[0].digest, returned.digest);
             assert_eq!(shares[0].actor, "spiffe://sigil.local/coordinator");
@@ -293,7 +310,7 @@ impl Fixture {
 /// dropped, as an attacker with the file would do first.
 async fn attacker(dir: &Path, process: &str) -> Result<SqliteConnection> {
     let mut conn = SqliteConnectOptions::new()
-        .filename(db_of(dir, process))
+        .filename(audit_db_of(dir, process))
         .busy_timeout(Duration::from_secs(5))
         .connect()
         .await?;
@@ -309,12 +326,12 @@ async fn attacker(dir: &Path, process: &str) -> Result<SqliteConnection> {
 }
 
 async fn records_of(dir: &Path, process: &str) -> Result<Vec<Record>> {
-    let data = cli_audit::load_dbs(&[(process.to_owned(), db_of(dir, process))]).await?;
+    let data = cli_audit::load_dbs(&[(process.to_owned(), audit_db_of(dir, process))]).await?;
     Ok(data.records[process].clone())
 }
 
 async fn heads_of(dir: &Path, process: &str) -> Result<Vec<SignedHead>> {
-    let data = cli_audit::load_dbs(&[(process.to_owned(), db_of(dir, process))]).await?;
+    let data = cli_audit::load_dbs(&[(process.to_owned(), audit_db_of(dir, process))]).await?;
     Ok(data.heads[process].clone())
 }
 
@@ -683,7 +700,7 @@ async fn a_node_whose_audit_store_is_unwritable_issues_no_share() -> Result<()> 
     let shares_before = share_records(&tc).await?.len();
 
     let mut lock = SqliteConnectOptions::new()
-        .filename(db_of(&tc.data_dir(), "node-2"))
+        .filename(audit_db_of(&tc.data_dir(), "node-2"))
         .busy_timeout(Duration::from_secs(5))
         .connect()
         .await?;
@@ -743,7 +760,7 @@ async fn a_coordinator_whose_audit_store_is_unwritable_returns_no_signature() ->
     let shares_before = share_records(&tc).await?.len();
 
     let mut conn = SqliteConnectOptions::new()
-        .filename(db_of(&tc.data_dir(), "coordinator"))
+        .filename(audit_db_of(&tc.data_dir(), "coordinator"))
         .busy_timeout(Duration::from_secs(5))
         .connect()
         .await?;
@@ -830,6 +847,82 @@ async fn ecdsa_signatures_are_backed_by_share_records() -> Result<()> {
         assert_eq!(shares.len(), 1, "node {node}");
         assert_eq!(shares[0].digest, returned[0].digest);
     }
+    tc.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Sessions that never finish.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()> {
+    let tc = TestCluster::start(3).await?;
+    let key = create_key(&tc, 2).await?;
+    let rogue = RogueCoordinator::new(&tc)?;
+    let session = session_id();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    // Round one only (nonce commitments), then nothing: the coordinator
+    // walks away and the session reaches its deadline.
+    let started = rogue
+        .node(1)?
+        .start_session(pb::StartSessionRequest {
+            session_id: session.clone(),
+            request_id: "abandoned".into(),
+            participants: rogue.identities(&[1, 2]).await?,
+            deadline_unix_ms: now_ms + 300,
+            kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
+                key_id: key.key_id.clone(),
+                message: b"never finished".to_vec(),
+                ..Default::default()
+            })),
+        })
+        .await?
+        .into_inner();
+    assert!(!started.messages.is_empty());
+
+    let log = tc.cluster.nodes[0].handle.audit.clone();
+    let mut commits = log.subscribe();
+    let session_hex = hex::encode(&session);
+    let expired = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            commits.borrow_and_update();
+            let found = log
+                .query(&Filter::default().action("session_expired"))
+                .await?;
+            if let Some(r) = found.into_iter().find(|r| r.session_id == session_hex) {
+                return anyhow::Ok(r);
+            }
+            commits.changed().await?;
+        }
+    })
+    .await
+    .context("no session_expired record")??;
+    assert_eq!(expired.outcome, "error:session_expired");
+    assert_eq!(expired.key_id, key.key_id);
+    assert_eq!(expired.request_id, "abandoned");
+    assert_eq!(expired.quorum, vec![1, 2]);
+    assert_eq!(expired.actor, "spiffe://sigil.local/coordinator");
+    // Started and expired; no share.
+    let all = log.query(&Filter::default().limit(10_000)).await?;
+    let of_session: Vec<&str> = all
+        .iter()
+        .filter(|r| r.session_id == session_hex)
+        .map(|r| r.action.as_str())
+        .collect();
+    assert_eq!(of_session, ["session_start", "session_expired"]);
+    // The session is gone: a late round two is refused.
+    let late = rogue
+        .node(1)?
+        .step(pb::StepRequest {
+            session_id: session.clone(),
+            round: 2,
+            messages: Vec::new(),
+        })
+        .await
+        .expect_err("an expired session cannot continue");
+    assert_eq!(late.code(), Code::NotFound, "{late:?}");
     tc.shutdown().await;
     Ok(())
 }

@@ -57,7 +57,7 @@ fn audit_settings_default_resolve_and_validate() {
     assert_eq!(node.audit.head_interval, std::time::Duration::from_secs(60));
     assert_eq!(
         node.audit.database, None,
-        "the log lives in the node database"
+        "default: node-audit.db beside the node database"
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
