@@ -409,6 +409,29 @@ async fn renewed_certificate_is_served_without_restart_and_connections_survive()
     assert_ne!(before[0], after[0], "old certificate still served");
     assert_eq!(after[0], node.tls.certificate_chain()[0]);
 
+    // The reload is on the node's audit record, naming the new certificate.
+    let leaf = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(after[0].as_ref()))
+    };
+    let mut commits = node.audit.subscribe();
+    let reload = tokio::time::timeout(DEADLINE, async {
+        loop {
+            commits.borrow_and_update();
+            let found = node
+                .audit
+                .query(&sigil_audit::Filter::default().action(sigil_audit::action::CERT_RELOAD))
+                .await?;
+            if let Some(r) = found.into_iter().find(|r| r.detail.contains(&leaf)) {
+                return anyhow::Ok(r);
+            }
+            commits.changed().await?;
+        }
+    })
+    .await??;
+    assert_eq!(reload.outcome, "ok");
+    assert_eq!(reload.actor, "spiffe://sigil.local/node/1");
+
     // The connection opened before the reload is still the one in use, and works.
     let mut events = node.events();
     assert_eq!(health(established).await?, ServingStatus::Serving);
