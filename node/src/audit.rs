@@ -11,7 +11,7 @@
 //! | `session_start` with `refused:<kind>` | a session start is refused | — |
 //! | `share_issued` | a signing session is about to release its final message (the signature share) | yes |
 //! | `session_failed` | a session step fails (with the culprits the protocol names) | — |
-//! | `session_aborted` | the coordinator aborted a live session | — |
+//! | `session_aborted` | the coordinator aborted a live session, or the node stopped with it open | — |
 //! | `session_expired` | a session reached its deadline unfinished; its secrets were dropped | — |
 //!
 //! A signing session's `session_start` is appended with

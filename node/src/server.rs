@@ -187,6 +187,10 @@ impl NodeServer {
         watcher.abort();
         sweeper.abort();
         audit_task.abort();
+        // Sessions still open end with the process: each gets its record.
+        for session in self.sessions.drain() {
+            self.audit.session_aborted(&session, "node stopping").await;
+        }
         self.audit.process_stop().await;
         tracing::info!(node_id = self.config.node_id, "node stopped");
         result.map_err(NodeError::from)

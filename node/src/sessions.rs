@@ -176,6 +176,16 @@ impl Sessions {
         expired.into_iter().map(|s| s.audit).collect()
     }
 
+    /// Drops every live session (the node is stopping). Returns what the
+    /// audit log says about each.
+    pub fn drain(&self) -> Vec<crate::audit::SessionAudit> {
+        let drained: Vec<Session> = {
+            let mut t = self.lock();
+            t.live.drain().map(|(_, s)| s).collect()
+        };
+        drained.into_iter().map(|s| s.audit).collect()
+    }
+
     pub fn live(&self) -> usize {
         self.lock().live.len()
     }

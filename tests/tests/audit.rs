@@ -854,24 +854,29 @@ async fn ecdsa_signatures_are_backed_by_share_records() -> Result<()> {
 // ---------------------------------------------------------------------------
 // Sessions that never finish.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()> {
-    let tc = TestCluster::start(3).await?;
-    let key = create_key(&tc, 2).await?;
-    let rogue = RogueCoordinator::new(&tc)?;
+/// Starts a signing session on node 1 (quorum 1, 2) and walks away after
+/// round one (nonce commitments). `deadline_ms`: from now; 0 = the node's TTL.
+async fn abandon_session(
+    rogue: &RogueCoordinator,
+    key: &pb::KeyInfo,
+    request_id: &str,
+    deadline_ms: u64,
+) -> Result<Vec<u8>> {
     let session = session_id();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
-    // Round one only (nonce commitments), then nothing: the coordinator
-    // walks away and the session reaches its deadline.
     let started = rogue
         .node(1)?
         .start_session(pb::StartSessionRequest {
             session_id: session.clone(),
-            request_id: "abandoned".into(),
+            request_id: request_id.into(),
             participants: rogue.identities(&[1, 2]).await?,
-            deadline_unix_ms: now_ms + 300,
+            deadline_unix_ms: if deadline_ms == 0 {
+                0
+            } else {
+                now_ms + deadline_ms
+            },
             kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
                 key_id: key.key_id.clone(),
                 message: b"never finished".to_vec(),
@@ -880,7 +885,17 @@ async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()
         })
         .await?
         .into_inner();
-    assert!(!started.messages.is_empty());
+    ensure!(!started.messages.is_empty(), "no round-one messages");
+    Ok(session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()> {
+    let tc = TestCluster::start(3).await?;
+    let key = create_key(&tc, 2).await?;
+    let rogue = RogueCoordinator::new(&tc)?;
+    // The coordinator walks away and the session reaches its deadline.
+    let session = abandon_session(&rogue, &key, "abandoned", 300).await?;
 
     let log = tc.cluster.nodes[0].handle.audit.clone();
     let mut commits = log.subscribe();
@@ -923,6 +938,41 @@ async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()
         .await
         .expect_err("an expired session cannot continue");
     assert_eq!(late.code(), Code::NotFound, "{late:?}");
+    tc.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_open_when_a_node_stops_are_recorded_as_aborted() -> Result<()> {
+    let mut tc = TestCluster::start(3).await?;
+    let key = create_key(&tc, 2).await?;
+    let rogue = RogueCoordinator::new(&tc)?;
+    let session = hex::encode(abandon_session(&rogue, &key, "cut-short", 0).await?);
+    assert!(tc.cluster.stop_node(1).await);
+
+    let records = records_of(&tc.data_dir(), "node-1").await?;
+    let of_session: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r.session_id == session)
+        .map(|r| (r.action.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        of_session,
+        [
+            ("session_start", "ok"),
+            ("session_aborted", "refused:aborted")
+        ]
+    );
+    let aborted = records
+        .iter()
+        .find(|r| r.session_id == session && r.action == "session_aborted")
+        .context("no session_aborted")?;
+    assert!(aborted.detail.contains("node stopping"), "{aborted:?}");
+    // ...before the process's own stop record.
+    assert_eq!(
+        records.last().map(|r| r.action.as_str()),
+        Some(action::PROCESS_STOP)
+    );
     tc.shutdown().await;
     Ok(())
 }
