@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use sigil_tls::{TlsFiles, TrustDomain};
 
@@ -70,11 +68,8 @@ fn default_node_timeout() -> Duration {
 
 impl CoordinatorConfig {
     pub fn load(path: &Path) -> Result<Self, CoordinatorError> {
-        let mut config: CoordinatorConfig = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("SIGIL_COORDINATOR_").split("__"))
-            .extract()
-            .map_err(|e| CoordinatorError::Config(format!("{}: {e}", path.display())))?;
+        let mut config: CoordinatorConfig = sigil_daemon::load_config(path, "SIGIL_COORDINATOR_")
+            .map_err(CoordinatorError::Config)?;
         config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
         config.validate()?;
         Ok(config)

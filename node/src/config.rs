@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use sigil_tls::{TlsFiles, TrustDomain};
 
@@ -60,11 +58,8 @@ fn default_session_ttl() -> Duration {
 impl NodeConfig {
     /// Loads `path`, applies `SIGIL_NODE_*` overrides, resolves relative paths.
     pub fn load(path: &Path) -> Result<Self, NodeError> {
-        let mut config: NodeConfig = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("SIGIL_NODE_").split("__"))
-            .extract()
-            .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))?;
+        let mut config: NodeConfig =
+            sigil_daemon::load_config(path, "SIGIL_NODE_").map_err(NodeError::Config)?;
         config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
         config.validate()?;
         Ok(config)
