@@ -58,6 +58,40 @@ use crate::timefmt;
 use crate::verify::{Finding, FindingKind, Report, verify_log};
 use crate::writer::{Command, Stats, Writer, last_record};
 
+/// Pages through the records a filter matches, [`DEFAULT_LIMIT`] at a
+/// time, until the filter's limit (unset or 0: every record) is reached.
+struct Pager {
+    filter: Filter,
+    remaining: u64,
+}
+
+impl Pager {
+    fn new(filter: &Filter) -> Self {
+        Self {
+            remaining: match filter.limit {
+                None | Some(0) => u64::MAX,
+                Some(n) => u64::from(n),
+            },
+            filter: filter.clone(),
+        }
+    }
+
+    /// The next page; empty when there is no more.
+    async fn next(&mut self, log: &AuditLog) -> Result<Vec<Record>, AuditError> {
+        if self.remaining == 0 {
+            return Ok(Vec::new());
+        }
+        self.filter.limit =
+            Some(u32::try_from(self.remaining.min(u64::from(DEFAULT_LIMIT))).unwrap_or(1));
+        let records = log.query(&self.filter).await?;
+        if let Some(last) = records.last() {
+            self.filter.after_sequence = Some(last.sequence);
+        }
+        self.remaining = self.remaining.saturating_sub(records.len() as u64);
+        Ok(records)
+    }
+}
+
 /// Settings of an [`AuditLog`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditOptions {
@@ -197,7 +231,7 @@ fn unavailable(reason: impl std::fmt::Display) -> AuditError {
 
 impl AuditLog {
     /// Opens (creating if needed) the log in the SQLite database at `path`
-    /// (WAL, `synchronous = FULL`), which may be the daemon's own database.
+    /// (WAL, `synchronous = FULL`); by default a daemon's `<stem>-audit.db`.
     pub async fn open(
         path: &Path,
         options: AuditOptions,
@@ -479,25 +513,54 @@ impl AuditLog {
         filter: &Filter,
         mut out: W,
     ) -> Result<u64, AuditError> {
-        let mut remaining = match filter.limit {
-            None | Some(0) => u64::MAX,
-            Some(n) => u64::from(n),
-        };
-        let mut page = filter.clone();
+        let mut pages = Pager::new(filter);
         let mut written = 0;
-        while remaining > 0 {
-            page.limit = Some(u32::try_from(remaining.min(u64::from(DEFAULT_LIMIT))).unwrap_or(1));
-            let records = self.query(&page).await?;
-            let Some(last) = records.last() else { break };
-            page.after_sequence = Some(last.sequence);
+        loop {
+            let records = pages.next(self).await?;
+            if records.is_empty() {
+                break;
+            }
             for r in &records {
                 writeln!(out, "{}", r.to_json_line())?;
             }
             written += records.len() as u64;
-            remaining = remaining.saturating_sub(records.len() as u64);
         }
         out.flush()?;
         Ok(written)
+    }
+
+    /// Streams the records matching `filter`, in sequence order, with the
+    /// limit rules of [`AuditLog::export_jsonl`]: a bad filter is refused
+    /// here, then a background task pages through the log and sends each
+    /// record, ending after the last one or after sending the first error.
+    /// Dropping the receiver stops it.
+    pub fn export(
+        &self,
+        filter: &Filter,
+    ) -> Result<mpsc::Receiver<Result<Record, AuditError>>, AuditError> {
+        filter.select()?;
+        let (tx, rx) = mpsc::channel(64);
+        let log = self.clone();
+        let mut pages = Pager::new(filter);
+        tokio::spawn(async move {
+            loop {
+                match pages.next(&log).await {
+                    Ok(records) if records.is_empty() => return,
+                    Ok(records) => {
+                        for r in records {
+                            if tx.send(Ok(r)).await.is_err() {
+                                return; // the reader went away
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
     }
 
     /// The latest `limit` signed heads (unset or 0: [`DEFAULT_LIMIT`],
@@ -789,6 +852,47 @@ mod tests {
                 .windows(2)
                 .all(|w| w[1].previous_hash == w[0].record_hash)
         );
+    }
+
+    /// `export` pages past one page, honours the limit and `after_sequence`,
+    /// and refuses a bad filter before streaming.
+    #[tokio::test]
+    async fn export_streams_every_page_in_order() {
+        let log = AuditLog::open_in_memory(AuditOptions::new("node-1"), Arc::new(NullSigner))
+            .await
+            .expect("open");
+        let total = DEFAULT_LIMIT as usize + 205;
+        for n in 0..total {
+            log.append(entry(n)).await.expect("append");
+        }
+        async fn drain(log: &AuditLog, filter: &Filter) -> Vec<u64> {
+            let mut rx = log.export(filter).expect("export");
+            let mut out = Vec::new();
+            while let Some(r) = rx.recv().await {
+                out.push(r.expect("record").sequence);
+            }
+            out
+        }
+        let all = drain(&log, &Filter::default()).await;
+        assert_eq!(all, (1..=total as u64).collect::<Vec<_>>());
+        let limited = drain(&log, &Filter::default().limit(1100)).await;
+        assert_eq!(limited, (1..=1100).collect::<Vec<_>>());
+        let after = Filter {
+            after_sequence: Some(1200),
+            ..Default::default()
+        };
+        assert_eq!(
+            drain(&log, &after).await,
+            (1201..=total as u64).collect::<Vec<_>>()
+        );
+        let bad = Filter {
+            from_time: Some("yesterday".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            log.export(&bad),
+            Err(AuditError::InvalidFilter(_))
+        ));
     }
 
     #[tokio::test]

@@ -161,6 +161,18 @@ impl ProcessAudit {
         })
     }
 
+    /// Opens `process`'s log as the daemon's `[audit]` section says, beside
+    /// (by default) its state database `own_database`.
+    pub async fn open_configured(
+        process: impl Into<String>,
+        config: &AuditConfig,
+        own_database: &Path,
+        tls: Arc<ReloadableTls>,
+    ) -> Result<Self, AuditError> {
+        let options = AuditOptions::new(process).busy_timeout(config.busy_timeout);
+        Self::open(options, config.database.as_deref(), own_database, tls).await
+    }
+
     pub fn log(&self) -> &AuditLog {
         &self.log
     }

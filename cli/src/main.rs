@@ -123,7 +123,7 @@ enum AuditCommand {
     },
     /// Recompute every chain, check every signed head and cross-check the
     /// logs. Live (through the coordinator) by default, or offline on an
-    /// export (--dir) or on one process's database (--db). Exits non-zero
+    /// export (--dir) or on one process's audit database (--db). Exits non-zero
     /// if anything is wrong.
     Verify(AuditVerifyArgs),
 }

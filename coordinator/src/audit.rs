@@ -22,7 +22,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use sigil_audit::{AuditOptions, COORDINATOR_PROCESS, Entry, ProcessAudit, action};
+use sigil_audit::{COORDINATOR_PROCESS, Entry, ProcessAudit, action};
 use sigil_tls::authz::is_public_method;
 use sigil_tls::{PeerInfo, ReloadableTls};
 use tonic::{Code, Status};
@@ -130,17 +130,16 @@ impl std::ops::Deref for CoordinatorAudit {
 }
 
 impl CoordinatorAudit {
-    /// Opens the log where `config.audit` says (by default in the
-    /// coordinator's own database), signing heads with its certificate key.
+    /// Opens the log where `config.audit` says (by default
+    /// `coordinator-audit.db` beside its database), signing heads with its
+    /// certificate key.
     pub async fn open(
         config: &CoordinatorConfig,
         tls: Arc<ReloadableTls>,
     ) -> Result<Self, CoordinatorError> {
-        let options =
-            AuditOptions::new(COORDINATOR_PROCESS).busy_timeout(config.audit.busy_timeout);
-        let process = ProcessAudit::open(
-            options,
-            config.audit.database.as_deref(),
+        let process = ProcessAudit::open_configured(
+            COORDINATOR_PROCESS,
+            &config.audit,
             &config.database,
             tls,
         )

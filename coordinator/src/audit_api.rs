@@ -19,8 +19,6 @@ use crate::CoordinatorError;
 use crate::nodes::NodeConn;
 use crate::service::Coordinator;
 
-/// Records streamed per page of the coordinator's own log.
-const EXPORT_PAGE: u32 = 500;
 /// Deadline of a relayed export (it may carry a whole log).
 const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -150,34 +148,15 @@ impl Coordinator {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         match self.process(&req.process)? {
             Process::Coordinator => {
-                let mut filter = filter_of(&req);
-                // Refuse a bad filter before the stream starts.
-                filter.limit = Some(1);
-                self.audit.log().query(&filter).await?;
-                let log = self.audit.log().clone();
+                let mut records = self.audit.log().export(&filter_of(&req))?;
                 tokio::spawn(async move {
-                    let mut remaining = if req.limit == 0 {
-                        u64::MAX
-                    } else {
-                        u64::from(req.limit)
-                    };
-                    while remaining > 0 {
-                        filter.limit =
-                            Some(u32::try_from(remaining.min(u64::from(EXPORT_PAGE))).unwrap_or(1));
-                        let page = match log.query(&filter).await {
-                            Ok(page) => page,
-                            Err(e) => {
-                                let _ = tx.send(Err(CoordinatorError::from(e).into())).await;
-                                return;
-                            }
-                        };
-                        let Some(last) = page.last() else { return };
-                        filter.after_sequence = Some(last.sequence);
-                        remaining = remaining.saturating_sub(page.len() as u64);
-                        for r in &page {
-                            if tx.send(Ok(record_to_wire(r))).await.is_err() {
-                                return;
-                            }
+                    while let Some(item) = records.recv().await {
+                        let item = item
+                            .map(|r| record_to_wire(&r))
+                            .map_err(|e| CoordinatorError::from(e).into());
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            return;
                         }
                     }
                 });

@@ -34,7 +34,7 @@
 
 use std::sync::Arc;
 
-use sigil_audit::{AuditOptions, Durability, Entry, ProcessAudit, action, node_process};
+use sigil_audit::{Durability, Entry, ProcessAudit, action, node_process};
 use sigil_tls::{PeerInfo, ReloadableTls};
 
 use crate::NodeError;
@@ -117,14 +117,12 @@ impl std::ops::Deref for NodeAudit {
 }
 
 impl NodeAudit {
-    /// Opens the log where `config.audit` says (by default in the node's
-    /// own database), signing heads with the node's certificate key.
+    /// Opens the log where `config.audit` says (by default `node-audit.db`
+    /// beside the node's database), signing heads with the node's certificate key.
     pub async fn open(config: &NodeConfig, tls: Arc<ReloadableTls>) -> Result<Self, NodeError> {
-        let options =
-            AuditOptions::new(node_process(config.node_id)).busy_timeout(config.audit.busy_timeout);
-        let process = ProcessAudit::open(
-            options,
-            config.audit.database.as_deref(),
+        let process = ProcessAudit::open_configured(
+            node_process(config.node_id),
+            &config.audit,
             &config.database,
             tls,
         )

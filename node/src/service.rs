@@ -21,6 +21,7 @@ use sigil_protocol::engine::{self, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
 use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -422,12 +423,10 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Audit records the node streams per page while exporting.
-const EXPORT_PAGE: u32 = 500;
-
 #[tonic::async_trait]
 impl Node for NodeService {
-    type ExportAuditStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
+    type ExportAuditStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditRecord, Status>> + Send>>;
 
     async fn export_audit(
         &self,
@@ -435,7 +434,7 @@ impl Node for NodeService {
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
         let req = req.into_inner();
         let opt = |s: String| (!s.is_empty()).then_some(s);
-        let mut filter = sigil_audit::Filter {
+        let filter = sigil_audit::Filter {
             from_time: opt(req.from_time),
             to_time: opt(req.to_time),
             key_id: opt(req.key_id),
@@ -443,48 +442,15 @@ impl Node for NodeService {
             action: opt(req.action),
             outcome: opt(req.outcome),
             after_sequence: Some(req.after_sequence),
-            limit: None,
+            limit: (req.limit > 0).then_some(req.limit),
         };
-        // Refuse a bad filter before the stream starts.
-        filter.limit = Some(1);
-        self.audit
-            .log()
-            .query(&filter)
-            .await
-            .map_err(NodeError::from)?;
-        let log = self.audit.log().clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut remaining = if req.limit == 0 {
-                u64::MAX
-            } else {
-                u64::from(req.limit)
-            };
-            while remaining > 0 {
-                filter.limit =
-                    Some(u32::try_from(remaining.min(u64::from(EXPORT_PAGE))).unwrap_or(1));
-                let page = match log.query(&filter).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(NodeError::from(e)))).await;
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { return };
-                filter.after_sequence = Some(last.sequence);
-                remaining = remaining.saturating_sub(page.len() as u64);
-                for r in &page {
-                    if tx
-                        .send(Ok(sigil_proto::audit::record_to_wire(r)))
-                        .await
-                        .is_err()
-                    {
-                        return; // the caller went away
-                    }
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let records = self.audit.log().export(&filter).map_err(NodeError::from)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(records).map(
+            |item| {
+                item.map(|r| sigil_proto::audit::record_to_wire(&r))
+                    .map_err(|e| Status::from(NodeError::from(e)))
+            },
+        ))))
     }
 
     async fn get_audit_heads(

@@ -53,6 +53,12 @@ async fn sign(
         .map(tonic::Response::into_inner)
 }
 
+/// Every log fetched through the coordinator and verified, as `sigil audit verify` does.
+async fn verify_live(tc: &TestCluster) -> Result<Verification> {
+    let live = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
+    Ok(cli_audit::verify(&live, &verifier(&tc.data_dir())?))
+}
+
 fn verifier(tc_dir: &Path) -> Result<sigil_audit::TlsHeadVerifier> {
     Ok(cli_audit::verifier(
         &tc_dir.join("pki/ca.pem"),
@@ -238,8 +244,7 @@ async fn a_clean_cluster_verifies_live_and_offline_and_records_everything() -> R
     // A node that is down is reported, not skipped.
     let mut tc = tc;
     assert!(tc.cluster.stop_node(3).await);
-    let partial = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
-    let result = cli_audit::verify(&partial, &verifier(&tc.data_dir())?);
+    let result = verify_live(&tc).await?;
     let problem = result
         .first_for("node-3")
         .context("down node not reported")?;
@@ -741,8 +746,7 @@ async fn a_node_whose_audit_store_is_unwritable_issues_no_share() -> Result<()> 
         shares.iter().filter(|r| r.request_id == "blocked").count(),
         2
     );
-    let live = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
-    let result = cli_audit::verify(&live, &verifier(&tc.data_dir())?);
+    let result = verify_live(&tc).await?;
     assert!(result.is_ok(), "{:#?}", result.problems);
     tc.shutdown().await;
     Ok(())
@@ -788,8 +792,7 @@ async fn a_coordinator_whose_audit_store_is_unwritable_returns_no_signature() ->
     let sig = sign(&tc, &key.key_id, "unaudited").await?;
     assert!(!sig.replayed);
     assert_eq!(stored_responses(&tc.data_dir(), "unaudited").await?, 1);
-    let live = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
-    let result = cli_audit::verify(&live, &verifier(&tc.data_dir())?);
+    let result = verify_live(&tc).await?;
     assert!(result.is_ok(), "{:#?}", result.problems);
     tc.shutdown().await;
     Ok(())
