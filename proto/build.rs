@@ -6,6 +6,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "sigil/v1/common.proto",
+        "sigil/v1/policy.proto",
         "sigil/v1/node.proto",
         "sigil/v1/coordinator.proto",
     ];

@@ -4,11 +4,17 @@
 //! command-line values ([`input`]), and `sigil bench`: the cluster load
 //! generator ([`loadgen`]) and the in-process crypto-only baseline
 //! ([`bench`]); and `sigil audit`: fetching, exporting and verifying the
-//! cluster's audit logs ([`audit`]).
+//! cluster's audit logs ([`audit`]); signing intents, approvals and policy
+//! documents with a client identity's key ([`intent`]); and the one way
+//! every command prints its result, for people or as JSON ([`output`]), and
+//! its gRPC errors with their `sigil-*` details ([`status`]).
 
 pub mod audit;
 pub mod bench;
 pub mod connect;
 pub mod input;
+pub mod intent;
 pub mod loadgen;
 pub mod local;
+pub mod output;
+pub mod status;

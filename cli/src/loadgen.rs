@@ -3,8 +3,10 @@
 //!
 //! `concurrency` tasks share one or a few gRPC channels (HTTP/2 connections
 //! multiplex the requests). Each task sends one `Signing.Sign` at a time
-//! with a fresh random message and a unique idempotency key, and records the
-//! latency of every successful request; the run stops by itself after
+//! with a fresh random message and a unique idempotency key, in an intent
+//! freshly signed with the payment-service identity's key (as a real
+//! payment service does per request; the intent signature is part of the
+//! measured latency), and records the latency of every successful request; the run stops by itself after
 //! `requests` requests have been issued or `duration` has passed, whichever
 //! comes first. Latency percentiles are nearest-rank over every successful
 //! request; throughput counts successful requests over the wall time from
@@ -17,16 +19,22 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use rand::rngs::OsRng;
-use sigil_proto::v1 as pb;
 use sigil_proto::v1::signing_client::SigningClient;
+use sigil_protocol::Scheme;
+use sigil_protocol::engine::Encoding;
 use tonic::transport::Channel;
 
 use crate::bench::per_second;
+use crate::intent::{Signer, raw_payload};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
     pub key_id: String,
+    /// The key's scheme (what payload a raw message becomes).
+    pub scheme: Scheme,
+    /// Signs every request's intent (the payment-service identity).
+    pub signer: Signer,
     pub concurrency: usize,
     /// Stop issuing requests after this many (`None`: no count limit).
     pub requests: Option<u64>,
@@ -109,6 +117,17 @@ struct WorkerResult {
     errors: BTreeMap<String, (u64, String)>,
 }
 
+impl WorkerResult {
+    /// Counts a failure of kind `code`, keeping the first message of each kind.
+    fn failure(&mut self, code: &str, message: impl FnOnce() -> String) {
+        self.failed += 1;
+        self.errors
+            .entry(code.to_owned())
+            .or_insert_with(|| (0, message()))
+            .0 += 1;
+    }
+}
+
 /// Runs the load. `channels` must not be empty; task `i` uses channel `i % len`.
 pub async fn run(spec: &LoadSpec, channels: &[Channel]) -> LoadReport {
     let issued = Arc::new(AtomicU64::new(0));
@@ -134,24 +153,24 @@ pub async fn run(spec: &LoadSpec, channels: &[Channel]) -> LoadReport {
                     break;
                 }
                 OsRng.fill_bytes(&mut message);
-                let request = pb::SignRequest {
-                    key_id: spec.key_id.clone(),
-                    message: message.clone(),
-                    idempotency_key: format!("{}-{seq}", spec.idempotency_prefix),
-                    encoding: pb::MessageEncoding::Raw as i32,
-                    ..Default::default()
-                };
                 let sent = Instant::now();
+                let request = match spec.signer.sign_request(
+                    &spec.key_id,
+                    "",
+                    raw_payload(spec.scheme, &message, Encoding::Raw),
+                    &format!("{}-{seq}", spec.idempotency_prefix),
+                ) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        out.failure("intent", || e.to_string());
+                        continue;
+                    }
+                };
                 match client.sign(request).await {
                     Ok(_) => out.latencies.push(sent.elapsed()),
-                    Err(status) => {
-                        out.failed += 1;
-                        let entry = out
-                            .errors
-                            .entry(format!("{:?}", status.code()))
-                            .or_insert_with(|| (0, status.message().to_owned()));
-                        entry.0 += 1;
-                    }
+                    Err(status) => out.failure(&format!("{:?}", status.code()), || {
+                        crate::status::describe(&status)
+                    }),
                 }
             }
             out

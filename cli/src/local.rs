@@ -23,12 +23,23 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The dev client identities and the role each is granted.
-pub const DEV_CLIENTS: [(&str, Role); 3] = [
+/// The dev client identities and the role each is granted: a payment
+/// service, an operator, an auditor, three security officers (policy quorum
+/// 2 of 3) and three approvers.
+pub const DEV_CLIENTS: &[(&str, Role)] = &[
     ("signer", Role::Signer),
     ("operator", Role::Operator),
     ("auditor", Role::Auditor),
+    ("officer-1", Role::Officer),
+    ("officer-2", Role::Officer),
+    ("officer-3", Role::Officer),
+    ("approver-1", Role::Approver),
+    ("approver-2", Role::Approver),
+    ("approver-3", Role::Approver),
 ];
+
+/// The dev security officers and how many of them must sign a policy document.
+pub const DEV_OFFICERS: (&[&str], u16) = (&["officer-1", "officer-2", "officer-3"], 2);
 
 /// Adjusts a node before it starts (tests use it to inject faults).
 pub type NodeCustomizer = std::sync::Arc<dyn Fn(u16, NodeServer) -> NodeServer + Send + Sync>;
@@ -47,6 +58,10 @@ pub struct ClusterSpec {
     pub node_audit: sigil_node::config::AuditConfig,
     /// Audit log settings of the coordinator.
     pub coordinator_audit: sigil_coordinator::config::AuditConfig,
+    /// The rules of keys without a signed policy, at every node and the
+    /// coordinator. Default for a local cluster: intents required, requester
+    /// `signer`, no amount limits, raw signing allowed. `None`: deny by default.
+    pub default_policy: Option<sigil_policy::PolicyRules>,
 }
 
 impl std::fmt::Debug for ClusterSpec {
@@ -70,6 +85,9 @@ impl ClusterSpec {
             customize_node: None,
             node_audit: Default::default(),
             coordinator_audit: Default::default(),
+            default_policy: Some(sigil_policy::PolicyRules::permissive_dev(vec![
+                "signer".to_owned(),
+            ])),
         }
     }
 }
@@ -247,6 +265,12 @@ impl LocalCluster {
                 tls_reload_interval: std::time::Duration::from_secs(5),
                 session_ttl: std::time::Duration::from_secs(60),
                 audit: spec.node_audit.clone(),
+                policy: sigil_node::config::PolicyConfig {
+                    officers: DEV_OFFICERS.0.iter().map(|o| (*o).to_owned()).collect(),
+                    officer_quorum: DEV_OFFICERS.1,
+                    default: spec.default_policy.clone(),
+                    ..Default::default()
+                },
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;
@@ -308,6 +332,10 @@ impl LocalCluster {
             tls_reload_interval: std::time::Duration::from_secs(5),
             node_timeout: std::time::Duration::from_secs(5),
             audit: spec.coordinator_audit.clone(),
+            policy: sigil_coordinator::config::PolicyConfig {
+                default: spec.default_policy.clone(),
+                ..Default::default()
+            },
         };
         write_toml(&config_path, &config)?;
         let config = CoordinatorConfig::load(&config_path)?;

@@ -1,8 +1,11 @@
 //! End-to-end tests of the `sigil` binary: a local cluster (coordinator and
 //! three nodes on ephemeral ports, real mTLS) runs in the test's runtime,
 //! and the built binary is run against its data directory with `--json`:
-//! key creation for every FROST scheme, signing, offline verification
-//! (valid and tampered), idempotent retries and the signing load generator.
+//! key creation for every FROST scheme, signing (every request carries an
+//! intent signed by the dev `signer` identity), offline verification (valid
+//! and tampered), idempotent retries, the signing load generator, signed
+//! policies (propose, officers sign, apply) enforced on `eth sign-tx`, and
+//! the approval round trip.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -589,5 +592,240 @@ async fn audit_commands_query_export_and_verify() {
         "{}",
         describe(&out)
     );
+    env.stop().await;
+}
+
+/// The arguments of `eth sign-tx` paying `value` wei on chain 1.
+fn eth_tx<'a>(key_id: &'a str, value: &'a str) -> Vec<&'a str> {
+    vec![
+        "eth",
+        "sign-tx",
+        "--key",
+        key_id,
+        "--chain-id",
+        "1",
+        "--nonce",
+        "0",
+        "--to",
+        "0x1111111111111111111111111111111111111111",
+        "--value",
+        value,
+        "--gas",
+        "21000",
+        "--max-fee",
+        "40000000000",
+        "--max-priority-fee",
+        "2000000000",
+    ]
+}
+
+impl Env {
+    /// Writes `rules` as version 1 of `key_id`'s policy and applies it through
+    /// the CLI: propose, officer-1 and officer-2 sign, apply.
+    async fn apply_policy(&self, key_id: &str, rules: &str) {
+        let toml = self.data_dir.join("policy.toml");
+        std::fs::write(
+            &toml,
+            format!("key_id = \"{key_id}\"\nversion = 1\nrequesters = [\"signer\"]\n{rules}"),
+        )
+        .expect("write policy");
+        let toml = toml.to_string_lossy().into_owned();
+        let proposal = self.data_dir.join("policy.proposal.json");
+        let proposal = proposal.to_string_lossy().into_owned();
+        let proposed = self
+            .json(&[
+                "policy", "propose", "--key", key_id, "--file", &toml, "--out", &proposal,
+            ])
+            .await;
+        assert_eq!(proposed["version"], 1, "{proposed}");
+        assert_eq!(
+            str_field(&proposed, "document_sha256").len(),
+            64,
+            "{proposed}"
+        );
+        // The proposal holds the exact document text officers sign.
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&proposal).expect("read proposal"))
+                .expect("proposal is JSON");
+        let document = str_field(&file, "document");
+        assert!(
+            document.starts_with(&format!("{{\"key_id\":\"{key_id}\",\"version\":1,")),
+            "{document}"
+        );
+
+        let one = self
+            .json(&["policy", "sign", "--file", &proposal, "--as", "officer-1"])
+            .await;
+        assert_eq!(one["signed_by"], serde_json::json!(["officer-1"]), "{one}");
+        // One officer is below the nodes' quorum of two: every node refuses.
+        let out = self.sigil(&["policy", "apply", "--file", &proposal]).await;
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("officer signatures"),
+            "{}",
+            describe(&out)
+        );
+
+        let two = self
+            .json(&["policy", "sign", "--file", &proposal, "--as", "officer-2"])
+            .await;
+        assert_eq!(
+            two["signed_by"],
+            serde_json::json!(["officer-1", "officer-2"]),
+            "{two}"
+        );
+        let applied = self.json(&["policy", "apply", "--file", &proposal]).await;
+        assert_eq!(applied["version"], 1, "{applied}");
+        assert_eq!(
+            applied["accepted"],
+            serde_json::json!([1, 2, 3]),
+            "{applied}"
+        );
+        assert_eq!(applied["failed"], serde_json::json!([]), "{applied}");
+
+        let shown = self.json(&["policy", "show", "--key", key_id]).await;
+        assert_eq!(shown["version"], 1, "{shown}");
+        assert_eq!(shown["is_default"], false, "{shown}");
+        assert_eq!(
+            shown["officers"],
+            serde_json::json!(["officer-1", "officer-2"]),
+            "{shown}"
+        );
+        assert_eq!(shown["document_sha256"], proposed["document_sha256"]);
+    }
+}
+
+/// A signed policy with a 1 ETH per-transaction limit, applied through the
+/// CLI: `eth sign-tx` signs 0.5 ETH and refuses 2 ETH naming the rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn eth_sign_tx_within_and_above_a_signed_per_transaction_limit() {
+    let env = Env::start().await;
+    let key = env.create_key("ecdsa-secp256k1", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let shown = env.json(&["policy", "show", "--key", &key_id]).await;
+    assert_eq!(shown["is_default"], true, "{shown}");
+    assert_eq!(shown["version"], 0, "{shown}");
+
+    env.apply_policy(
+        &key_id,
+        "[[assets]]\nasset = \"evm:1/native\"\nmax_per_tx = \"1000000000000000000\"\n",
+    )
+    .await;
+
+    let tx = env.json(&eth_tx(&key_id, "500000000000000000")).await;
+    assert!(
+        str_field(&tx, "raw_transaction").starts_with("0x02"),
+        "{tx}"
+    );
+
+    let out = env.sigil(&eth_tx(&key_id, "2000000000000000000")).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused by policy"), "{stderr}");
+    assert!(stderr.contains("assets[0].max_per_tx"), "{stderr}");
+    assert!(stderr.contains("sigil-policy-rule"), "{stderr}");
+
+    // The policy allows no raw signing: `sign` is refused too, naming the rule.
+    let out = env
+        .sigil(&["sign", "--key", &key_id, "--message-hex", &"11".repeat(32)])
+        .await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused by policy"),
+        "{}",
+        describe(&out)
+    );
+    env.stop().await;
+}
+
+/// Above 0.3 ETH the policy asks one approval from the treasury group: the
+/// first run is held with an approval id, an approver approves, and the
+/// same command (same idempotency key and intent file) signs.
+#[tokio::test(flavor = "multi_thread")]
+async fn eth_sign_tx_held_for_approval_signs_after_an_approver_approves() {
+    let env = Env::start().await;
+    let key = env.create_key("ecdsa-secp256k1", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    env.apply_policy(
+        &key_id,
+        r#"
+[[assets]]
+asset = "evm:1/native"
+max_per_tx = "1000000000000000000"
+
+[approver_groups]
+treasury = ["approver-1", "approver-2"]
+
+[[approval_tiers]]
+asset = "evm:1/native"
+above = "300000000000000000"
+group = "treasury"
+required = 1
+"#,
+    )
+    .await;
+
+    let intent_file = env.data_dir.join("pay-7.intent.json");
+    let intent_file = intent_file.to_string_lossy().into_owned();
+    let mut args = eth_tx(&key_id, "500000000000000000");
+    args.extend(["--idempotency-key", "pay-7", "--intent-file", &intent_file]);
+
+    let out = env.sigil(&args).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("approval required"), "{stderr}");
+    assert!(stderr.contains("--idempotency-key pay-7"), "{stderr}");
+    let approval_id = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("appr-"))
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .unwrap_or_else(|| panic!("no approval id in {stderr}"))
+        .to_owned();
+    assert!(
+        std::path::Path::new(&intent_file).exists(),
+        "the signed intent is kept for the retry"
+    );
+
+    let listed = env.json(&["approvals", "list", "--key", &key_id]).await;
+    let pending = listed["pending"].as_array().expect("pending");
+    assert_eq!(pending.len(), 1, "{listed}");
+    assert_eq!(pending[0]["approval_id"], approval_id.as_str(), "{listed}");
+    assert_eq!(pending[0]["group"], "treasury", "{listed}");
+    assert_eq!(pending[0]["required"], 1, "{listed}");
+    assert_eq!(pending[0]["approved_by"], serde_json::json!([]), "{listed}");
+    assert!(
+        str_field(&pending[0], "decoded_summary").contains("500000000000000000"),
+        "{listed}"
+    );
+
+    // Not a member of the group: refused, and nothing is counted.
+    let out = env
+        .sigil(&["approvals", "approve", &approval_id, "--as", "approver-3"])
+        .await;
+    assert!(!out.status.success(), "{}", describe(&out));
+
+    let approved = env
+        .json(&["approvals", "approve", &approval_id, "--as", "approver-2"])
+        .await;
+    let by = approved["approved_by"].as_array().expect("approved_by");
+    assert_eq!(by.len(), 1, "{approved}");
+    assert!(
+        by[0]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/client/approver-2")),
+        "{approved}"
+    );
+
+    let mut all = vec!["--json"];
+    all.extend_from_slice(&args);
+    let out = env.sigil(&all).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let tx = parse(&out);
+    assert!(
+        str_field(&tx, "raw_transaction").starts_with("0x02"),
+        "{tx}"
+    );
+    assert_eq!(tx["idempotency_key"], "pay-7");
     env.stop().await;
 }

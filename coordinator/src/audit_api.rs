@@ -10,7 +10,7 @@
 
 use futures::StreamExt;
 use sigil_audit::{COORDINATOR_PROCESS, Filter, node_id_of, node_process};
-use sigil_proto::audit::{head_to_wire, record_to_wire};
+use sigil_proto::audit::{export_request, filter_from_wire, head_to_wire, record_to_wire};
 use sigil_proto::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -26,33 +26,6 @@ const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 enum Process<'a> {
     Coordinator,
     Node(&'a NodeConn),
-}
-
-fn filter_of(req: &pb::QueryRecordsRequest) -> Filter {
-    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    Filter {
-        from_time: opt(&req.from_time),
-        to_time: opt(&req.to_time),
-        key_id: opt(&req.key_id),
-        actor: opt(&req.actor),
-        action: opt(&req.action),
-        outcome: opt(&req.outcome),
-        after_sequence: (req.after_sequence > 0).then_some(req.after_sequence),
-        limit: (req.limit > 0).then_some(req.limit),
-    }
-}
-
-fn export_request(req: &pb::QueryRecordsRequest, limit: u32) -> pb::ExportAuditRequest {
-    pb::ExportAuditRequest {
-        from_time: req.from_time.clone(),
-        to_time: req.to_time.clone(),
-        key_id: req.key_id.clone(),
-        actor: req.actor.clone(),
-        action: req.action.clone(),
-        outcome: req.outcome.clone(),
-        after_sequence: req.after_sequence,
-        limit,
-    }
 }
 
 /// A node's failure, as an auditor sees it.
@@ -102,7 +75,7 @@ impl Coordinator {
         &self,
         req: pb::QueryRecordsRequest,
     ) -> Result<pb::QueryRecordsResponse, CoordinatorError> {
-        let filter = filter_of(&req);
+        let filter = filter_from_wire(&req);
         let records = match self.process(&req.process)? {
             Process::Coordinator => self
                 .audit
@@ -113,8 +86,13 @@ impl Coordinator {
                 .map(record_to_wire)
                 .collect(),
             Process::Node(node) => {
-                let limit = filter.effective_limit();
-                let mut stream = self.node_export(node, export_request(&req, limit)).await?;
+                // The node's export has no default page: ask for exactly
+                // the records a query of the coordinator's own log returns.
+                let page = Filter {
+                    limit: Some(filter.effective_limit()),
+                    ..filter
+                };
+                let mut stream = self.node_export(node, export_request(&page)).await?;
                 let mut records = Vec::new();
                 while let Some(item) = stream.next().await {
                     records.push(item.map_err(|s| node_failure(node.endpoint.id, &s))?);
@@ -146,9 +124,10 @@ impl Coordinator {
         req: pb::QueryRecordsRequest,
     ) -> Result<ReceiverStream<Result<pb::AuditRecord, Status>>, CoordinatorError> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let filter = filter_from_wire(&req);
         match self.process(&req.process)? {
             Process::Coordinator => {
-                let mut records = self.audit.log().export(&filter_of(&req))?;
+                let mut records = self.audit.log().export(&filter)?;
                 tokio::spawn(async move {
                     while let Some(item) = records.recv().await {
                         let item = item
@@ -163,9 +142,7 @@ impl Coordinator {
             }
             Process::Node(node) => {
                 let id = node.endpoint.id;
-                let mut stream = self
-                    .node_export(node, export_request(&req, req.limit))
-                    .await?;
+                let mut stream = self.node_export(node, export_request(&filter)).await?;
                 tokio::spawn(async move {
                     while let Some(item) = stream.next().await {
                         let item = item.map_err(|s| Status::from(node_failure(id, &s)));

@@ -51,6 +51,45 @@ pub struct CoordinatorConfig {
     /// The audit log (see `docs/audit.md`).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Signed intents and the default policy (see `docs/policy.md`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// The coordinator's early checks of signed intents. The nodes check the
+/// same things themselves; these settings only decide what the coordinator
+/// refuses before asking them, so keep them equal to the nodes'.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The longest an intent may be valid for (its `not_after` from now).
+    #[serde(default = "default_intent_window", with = "humantime_serde")]
+    pub intent_max_window: Duration,
+    /// Clock difference tolerated between requesters and this coordinator.
+    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// The rules of a key without a signed policy document, as the nodes are
+    /// configured (absent: such a key signs nothing).
+    #[serde(default)]
+    pub default: Option<sigil_policy::PolicyRules>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            intent_max_window: default_intent_window(),
+            clock_skew: default_clock_skew(),
+            default: None,
+        }
+    }
+}
+
+fn default_intent_window() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
 }
 
 pub use sigil_audit::AuditConfig;

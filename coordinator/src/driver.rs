@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use sigil_proto::convert::{messages_from_wire, messages_to_wire};
+use sigil_proto::convert::{messages_from_wire, messages_to_wire, metadata};
 use sigil_proto::v1 as pb;
 use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
 use sigil_protocol::{NodeId, SessionId};
@@ -81,13 +81,8 @@ impl DriveError {
                 }
             }
             Code::FailedPrecondition => {
-                let culprits = status
-                    .metadata()
-                    .get("sigil-culprits")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
-                    .unwrap_or_default();
-                let relay_suspected = status.metadata().get("sigil-relay-suspected").is_some();
+                let culprits = metadata::culprits_from_metadata(status.metadata());
+                let relay_suspected = metadata::relay_suspected(status.metadata());
                 Self::Protocol {
                     reporter: node,
                     culprits,

@@ -35,6 +35,17 @@ pub enum CoordinatorError {
     Aborted(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// No valid signed intent, or a requester not allowed on the key.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Refused by an intent or policy check (at the coordinator or a node);
+    /// `metadata` carries the machine-readable details (`sigil-policy-rule`,
+    /// `sigil-approval-required`, `sigil-approval-id`).
+    #[error("{message}")]
+    FailedPrecondition {
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     /// A protocol failed and named the nodes responsible.
     #[error("{message}")]
     Misbehaviour { culprits: Vec<u16>, message: String },
@@ -60,16 +71,23 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::AlreadyExists(m) => Status::already_exists(m),
             CoordinatorError::Aborted(m) => Status::aborted(m),
             CoordinatorError::Unimplemented(m) => Status::unimplemented(m),
+            CoordinatorError::PermissionDenied(m) => Status::permission_denied(m),
+            CoordinatorError::FailedPrecondition { message, metadata } => {
+                let mut status = Status::failed_precondition(message);
+                for (key, value) in metadata {
+                    if let Ok(v) = value.parse() {
+                        status.metadata_mut().insert(key, v);
+                    }
+                }
+                status
+            }
             CoordinatorError::AuditUnavailable(m) => {
                 tracing::error!(reason = %m, "audit log unavailable; request refused");
                 Status::unavailable("audit log unavailable; request refused")
             }
             CoordinatorError::Misbehaviour { culprits, message } => {
                 let mut status = Status::aborted(message);
-                let list: Vec<String> = culprits.iter().map(u16::to_string).collect();
-                if let Ok(v) = list.join(",").parse() {
-                    status.metadata_mut().insert("sigil-culprits", v);
-                }
+                sigil_proto::convert::metadata::insert_culprits(status.metadata_mut(), &culprits);
                 status
             }
             other => {

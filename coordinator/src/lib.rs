@@ -6,18 +6,24 @@
 //! records, audit records. It cannot read shares or the secret messages
 //! nodes exchange, and nodes re-check everything it asks of them.
 //!
-//! Layout: [`config`], [`roles`] (client identity → role → methods),
-//! [`store`] (coordinator storage behind a trait, SQLite by default),
-//! [`nodes`] (mTLS channels to the nodes and their health), [`service`]
-//! (the client-facing gRPC services), [`audit`] (the coordinator's audit
-//! log, fail closed, and the per-request audit layer), [`audit_api`] (the
-//! Audit service, relaying node logs) and [`server`].
+//! Layout: [`config`], [`roles`] (client identity → role → services),
+//! [`store`] (coordinator storage behind a trait, SQLite by default: keys,
+//! idempotency claims, exclusions, policy copies, pending approvals),
+//! [`nodes`] (mTLS channels to the nodes, health, quorum choice),
+//! [`driver`] (one protocol session across its nodes), [`intents`] (signed
+//! intents, per-key access, approvals, spend receipts and policy relay —
+//! early checks the nodes repeat themselves), [`ops`] (key generation and
+//! signing with retries), [`service`] (the client-facing gRPC services),
+//! [`audit`] (the coordinator's audit log, fail closed, and the per-request
+//! audit layer), [`audit_api`] (the Audit service, relaying node logs),
+//! [`error`] and [`server`].
 
 pub mod audit;
 pub mod audit_api;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod intents;
 pub mod nodes;
 pub mod ops;
 pub mod roles;

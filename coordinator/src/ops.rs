@@ -19,15 +19,17 @@ use std::collections::BTreeSet;
 use prost::Message as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use sigil_proto::convert::encoding_to_wire;
 use sigil_proto::convert::{scheme_from_wire, scheme_to_wire};
 use sigil_proto::v1 as pb;
-use sigil_protocol::engine::{self, Aggregator, Encoding, SignInput};
+use sigil_protocol::engine::{self, Aggregator};
 use sigil_protocol::frost;
 use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
 
 use crate::CoordinatorError;
 use crate::audit::{SignAudit, error_kind, signed_digest};
 use crate::driver::{DriveError, drive, drive_gated};
+use crate::intents::{Admitted as SignJob, ReceiptFailure};
 use crate::service::Coordinator;
 use crate::store::{KeyRecord, Misbehaviour, SignClaim};
 
@@ -42,7 +44,7 @@ fn random_session() -> SessionId {
     SessionId::from_bytes(b)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -170,7 +172,7 @@ impl Coordinator {
         let out = agreed.ok_or_else(|| CoordinatorError::Aborted("no DKG output".into()))?;
         let record = KeyRecord {
             key_id: key_id.clone(),
-            scheme: scheme.name().to_owned(),
+            scheme,
             threshold,
             participants: ids,
             public_key: out.public_key,
@@ -211,34 +213,17 @@ impl Coordinator {
         req: pb::SignRequest,
         slot: Option<crate::audit::RequestSlot>,
     ) -> Result<pb::SignResponse, CoordinatorError> {
-        if !valid_token(&req.idempotency_key) {
-            return Err(CoordinatorError::InvalidRequest(
-                "idempotency_key is required (1-128 printable characters)".into(),
-            ));
-        }
-        let key = self.key(&req.key_id).await?;
-        let scheme: Scheme = key.scheme.parse().map_err(invalid)?;
-        // Validated here for a clear error; every node validates it again itself.
-        let input = SignInput::new(
-            scheme,
-            &req.message,
-            encoding_from_wire(req.encoding)?,
-            &req.derivation_path,
-        )
-        .map_err(invalid)?;
-        let audit = SignAudit {
-            actor: actor.to_owned(),
-            key_id: key.key_id.clone(),
-            request_id: req.idempotency_key.clone(),
-            digest: signed_digest(input.signed_bytes()),
-        };
-        let digest = request_digest(&req);
+        // The intent and its requester, before anything is claimed; a
+        // finished request is then replayed without another policy decision.
+        let checked = self.verify_request(requester, actor, &req).await?;
+        let idempotency_key = checked.verified.intent.idempotency_key.clone();
+        let digest = request_digest(&checked.verified.intent);
         match self
             .store
             .claim_sign(
                 requester,
-                &req.idempotency_key,
-                &key.key_id,
+                &idempotency_key,
+                &checked.key.key_id,
                 &digest,
                 STALE_CLAIM_SECS,
             )
@@ -263,12 +248,23 @@ impl Coordinator {
                 ));
             }
         }
-        let result = match self
-            .sign_with_retries(&key, scheme, &req, &input, &audit)
-            .await
-        {
+        // Per-key access, policy and approvals, then the nodes (which check it all again).
+        let attempt = async {
+            let job = self.authorize(requester, checked).await?;
+            let audit = SignAudit {
+                actor: actor.to_owned(),
+                key_id: job.key.key_id.clone(),
+                request_id: idempotency_key.clone(),
+                digest: signed_digest(job.input.signed_bytes()),
+            };
+            let resp = self.sign_with_retries(&job, &audit).await?;
+            Ok::<_, CoordinatorError>((resp, audit, !job.signed.approvals.is_empty()))
+        };
+        let mut approved = false;
+        let result = match attempt.await {
             // Fail closed: not returned, nor stored for replays, unless recorded.
-            Ok(resp) => {
+            Ok((resp, audit, with_approvals)) => {
+                approved = with_approvals;
                 let signers: Vec<u16> = resp
                     .signers
                     .iter()
@@ -284,16 +280,21 @@ impl Coordinator {
         match result {
             Ok(resp) => {
                 self.store
-                    .finish_sign(requester, &req.idempotency_key, &resp.encode_to_vec())
+                    .finish_sign(requester, &idempotency_key, &resp.encode_to_vec())
                     .await?;
+                // Approvals it waited for are done with.
+                if approved
+                    && let Err(e) = self
+                        .store
+                        .resolve_pending(requester, &idempotency_key)
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not clear a resolved pending approval");
+                }
                 Ok(resp)
             }
             Err(e) => {
-                if let Err(release) = self
-                    .store
-                    .release_sign(requester, &req.idempotency_key)
-                    .await
-                {
+                if let Err(release) = self.store.release_sign(requester, &idempotency_key).await {
                     tracing::error!(error = %release, "could not release idempotency claim");
                 }
                 Err(e)
@@ -303,12 +304,10 @@ impl Coordinator {
 
     async fn sign_with_retries(
         &self,
-        key: &KeyRecord,
-        scheme: Scheme,
-        req: &pb::SignRequest,
-        input: &SignInput,
+        job: &SignJob,
         audit: &SignAudit,
     ) -> Result<pb::SignResponse, CoordinatorError> {
+        let (key, scheme) = (&job.key, job.scheme);
         // Nodes a protocol named as cheaters stay out of this key's quorums
         // until an operator clears them.
         let standing: BTreeSet<u16> = self
@@ -368,10 +367,7 @@ impl Coordinator {
                     )));
                 }
             };
-            match self
-                .sign_attempt(key, scheme, &quorum, req, input, audit)
-                .await
-            {
+            match self.sign_attempt(job, &quorum, &excluded, audit).await {
                 Attempt::Signed {
                     signature,
                     signers,
@@ -428,11 +424,9 @@ impl Coordinator {
 
     async fn sign_attempt(
         &self,
-        key: &KeyRecord,
-        scheme: Scheme,
+        job: &SignJob,
         quorum: &[crate::nodes::NodeConn],
-        req: &pb::SignRequest,
-        input: &SignInput,
+        excluded: &BTreeSet<u16>,
         audit: &SignAudit,
     ) -> Attempt {
         let session = random_session();
@@ -451,7 +445,7 @@ impl Coordinator {
         };
         let (recorded, attempt) = tokio::join!(
             record,
-            self.run_sign_attempt(key, scheme, quorum, req, input, session, &signers, gated)
+            self.run_sign_attempt(job, quorum, excluded, session, &signers, gated)
         );
         if let Err(e) = recorded {
             return Attempt::Fatal(e);
@@ -496,32 +490,45 @@ impl Coordinator {
             .await;
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_sign_attempt(
         &self,
-        key: &KeyRecord,
-        scheme: Scheme,
+        job: &SignJob,
         quorum: &[crate::nodes::NodeConn],
-        req: &pb::SignRequest,
-        input: &SignInput,
+        excluded: &BTreeSet<u16>,
         session: SessionId,
         signers: &[u16],
         gate: tokio::sync::oneshot::Receiver<bool>,
     ) -> Attempt {
+        let (key, scheme, input) = (&job.key, job.scheme, &job.input);
         let signers = signers.to_vec();
         let ids: Vec<NodeId> = match signers.iter().map(|s| NodeId::new(*s)).collect() {
             Ok(ids) => ids,
             Err(e) => return Attempt::Fatal(invalid(e)),
         };
+        // The accounting quorum counts the spend before any node starts.
+        let receipts = match self.collect_receipts(job, &signers, excluded).await {
+            Ok(r) => r,
+            Err(ReceiptFailure::Refused(e)) => return Attempt::Fatal(e),
+            Err(ReceiptFailure::Unavailable(down)) => {
+                let nodes: Vec<u16> = down.iter().map(|(id, _)| *id).collect();
+                self.nodes.mark_down(&nodes);
+                return Attempt::Exclude {
+                    reason: format!("nodes {nodes:?} did not count the spend: {down:?}"),
+                    nodes,
+                    misbehaved: false,
+                };
+            }
+        };
         let start = pb::StartSessionRequest {
-            request_id: req.idempotency_key.clone(),
+            request_id: job.verified.intent.idempotency_key.clone(),
             kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
                 key_id: key.key_id.clone(),
                 epoch: key.epoch,
-                message: req.message.clone(),
-                derivation_path: req.derivation_path.clone(),
-                authorization: None,
-                encoding: req.encoding,
+                message: job.verified.parsed.message.clone(),
+                derivation_path: job.verified.intent.derivation_path.clone(),
+                encoding: encoding_to_wire(job.verified.parsed.encoding) as i32,
+                intent: Some(job.signed.clone()),
+                receipts,
             })),
             ..Default::default()
         };
@@ -861,12 +868,12 @@ impl Coordinator {
         path: &str,
     ) -> Result<pb::GetPublicKeyResponse, CoordinatorError> {
         let key = self.key(key_id).await?;
-        let scheme: Scheme = key.scheme.parse().map_err(invalid)?;
+        let scheme = key.scheme;
         let public_key =
             engine::public_key_for(scheme, &key.public_key, &key.public_key_package, path)
                 .map_err(invalid)?;
         Ok(pb::GetPublicKeyResponse {
-            addresses: addresses(&key.scheme, &public_key),
+            addresses: addresses(scheme, &public_key),
             public_key,
             scheme: scheme_to_wire(scheme) as i32,
         })
@@ -885,40 +892,33 @@ impl Coordinator {
     }
 }
 
-/// Binds an idempotency key to exactly one request.
-fn request_digest(req: &pb::SignRequest) -> Vec<u8> {
+/// Binds an idempotency key to exactly one request: what its intent asks
+/// to sign (key, path, payload). A retry with a freshly signed intent for
+/// the same thing gets the stored signature; a different payload under the
+/// same key is a conflict.
+fn request_digest(intent: &pb::Intent) -> Vec<u8> {
     let mut h = Sha256::new();
-    h.update(b"sigil/v1/sign-request");
+    h.update(b"sigil/v1/sign-request/intent");
     for part in [
-        req.key_id.as_bytes(),
-        &req.message,
-        req.derivation_path.as_bytes(),
-        &req.authorization,
+        intent.key_id.as_bytes(),
+        intent.derivation_path.as_bytes(),
+        &intent
+            .payload
+            .as_ref()
+            .map(prost::Message::encode_to_vec)
+            .unwrap_or_default(),
     ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
-    h.update(req.encoding.to_be_bytes());
     h.finalize().to_vec()
 }
 
-/// The wire encoding of a sign request's message.
-fn encoding_from_wire(v: i32) -> Result<Encoding, CoordinatorError> {
-    match pb::MessageEncoding::try_from(v) {
-        Ok(pb::MessageEncoding::Raw) => Ok(Encoding::Raw),
-        Ok(pb::MessageEncoding::Keccak256) => Ok(Encoding::Keccak256),
-        Ok(pb::MessageEncoding::Sha256) => Ok(Encoding::Sha256),
-        Err(_) => Err(CoordinatorError::InvalidRequest(format!(
-            "unknown message encoding {v}"
-        ))),
-    }
-}
-
 /// Chain addresses of a key, by chain name.
-pub fn addresses(scheme: &str, public_key: &[u8]) -> std::collections::HashMap<String, String> {
+pub fn addresses(scheme: Scheme, public_key: &[u8]) -> std::collections::HashMap<String, String> {
     let mut out = std::collections::HashMap::new();
-    match scheme.parse::<Scheme>() {
-        Ok(Scheme::EcdsaSecp256k1) => {
+    match scheme {
+        Scheme::EcdsaSecp256k1 => {
             if let Ok(a) = sigil_chains::ethereum_address(public_key) {
                 out.insert("ethereum".to_owned(), a);
             }
@@ -932,17 +932,17 @@ pub fn addresses(scheme: &str, public_key: &[u8]) -> std::collections::HashMap<S
                 out.insert("bitcoin".to_owned(), a);
             }
         }
-        Ok(Scheme::FrostTaproot) => {
+        Scheme::FrostTaproot => {
             if let Ok(a) = frost::taproot_address(public_key, frost::BitcoinNetwork::Mainnet) {
                 out.insert("bitcoin".to_owned(), a);
             }
         }
-        Ok(Scheme::FrostEd25519) => {
+        Scheme::FrostEd25519 => {
             if let Ok(a) = frost::solana_address(public_key) {
                 out.insert("solana".to_owned(), a);
             }
         }
-        _ => {}
+        Scheme::FrostSecp256k1 => {}
     }
     out
 }

@@ -24,6 +24,10 @@ pub enum Role {
     Operator,
     /// Auditors: read the audit trail.
     Auditor,
+    /// Approvers: list and approve intents a policy holds for approval.
+    Approver,
+    /// Security officers: sign policy documents (offline); may read and relay them.
+    Officer,
 }
 
 impl std::fmt::Display for Role {
@@ -32,17 +36,22 @@ impl std::fmt::Display for Role {
             Self::Signer => "signer",
             Self::Operator => "operator",
             Self::Auditor => "auditor",
+            Self::Approver => "approver",
+            Self::Officer => "officer",
         })
     }
 }
 
-/// The role a client-facing method requires; `None` for unknown methods.
-pub fn required_role(method: &str) -> Option<Role> {
+/// The roles that may call a client-facing method (any one suffices);
+/// `None` for unknown methods.
+pub fn required_roles(method: &str) -> Option<&'static [Role]> {
     let service = method.strip_prefix('/')?.split('/').next()?;
     match service {
-        "sigil.v1.Signing" => Some(Role::Signer),
-        "sigil.v1.KeyAdmin" => Some(Role::Operator),
-        "sigil.v1.Audit" => Some(Role::Auditor),
+        "sigil.v1.Signing" => Some(&[Role::Signer]),
+        "sigil.v1.KeyAdmin" => Some(&[Role::Operator]),
+        "sigil.v1.Policy" => Some(&[Role::Operator, Role::Officer]),
+        "sigil.v1.Approvals" => Some(&[Role::Approver]),
+        "sigil.v1.Audit" => Some(&[Role::Auditor]),
         _ => None,
     }
 }
@@ -76,15 +85,18 @@ impl RoleMap {
         if is_public_method(method) {
             return Ok(());
         }
-        let Some(role) = required_role(method) else {
+        let Some(roles) = required_roles(method) else {
             return Err(Status::permission_denied("unknown method"));
         };
-        if self.roles(&peer.identity).contains(&role) {
+        let held = self.roles(&peer.identity);
+        if roles.iter().any(|r| held.contains(r)) {
             Ok(())
         } else {
+            let names: Vec<String> = roles.iter().map(Role::to_string).collect();
             Err(Status::permission_denied(format!(
-                "{} lacks role {role}",
-                peer.identity
+                "{} lacks role {}",
+                peer.identity,
+                names.join(" or ")
             )))
         }
     }

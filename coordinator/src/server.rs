@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use sigil_proto::v1::approvals_server::ApprovalsServer;
 use sigil_proto::v1::audit_server::AuditServer;
 use sigil_proto::v1::key_admin_server::KeyAdminServer;
+use sigil_proto::v1::policy_server::PolicyServer;
 use sigil_proto::v1::signing_server::SigningServer;
 use sigil_tls::authz::AuthzLayer;
 use sigil_tls::server::{AcceptOptions, incoming};
@@ -82,6 +84,8 @@ impl CoordinatorServer {
                 store,
                 nodes,
                 audit,
+                tls: tls.clone(),
+                policy: config.policy.clone(),
             }),
             config,
             tls,
@@ -119,6 +123,8 @@ impl CoordinatorServer {
         health.set_serving::<SigningServer<Api>>().await;
         health.set_serving::<KeyAdminServer<Api>>().await;
         health.set_serving::<AuditServer<Api>>().await;
+        health.set_serving::<PolicyServer<Api>>().await;
+        health.set_serving::<ApprovalsServer<Api>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(sigil_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -141,6 +147,8 @@ impl CoordinatorServer {
             .add_service(SigningServer::new(Api(self.state.clone())))
             .add_service(KeyAdminServer::new(Api(self.state.clone())))
             .add_service(AuditServer::new(Api(self.state.clone())))
+            .add_service(PolicyServer::new(Api(self.state.clone())))
+            .add_service(ApprovalsServer::new(Api(self.state.clone())))
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();

@@ -1,5 +1,6 @@
 //! The coordinator's client-facing gRPC services: `Signing` (role signer),
-//! `KeyAdmin` (operator) and `Audit` (auditor). Authorization has already
+//! `KeyAdmin` and `Policy` (operator), `Approvals` (approver) and `Audit`
+//! (auditor). Authorization has already
 //! happened in the [`sigil_tls::authz`] layer by the time a handler runs;
 //! handlers validate input, call the store or the nodes, and map errors
 //! deliberately. Each call is recorded in the audit log by the
@@ -9,8 +10,10 @@
 use std::sync::Arc;
 
 use sigil_proto::v1 as pb;
+use sigil_proto::v1::approvals_server::Approvals;
 use sigil_proto::v1::audit_server::Audit;
 use sigil_proto::v1::key_admin_server::KeyAdmin;
+use sigil_proto::v1::policy_server::Policy;
 use sigil_proto::v1::signing_server::Signing;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,6 +28,10 @@ pub struct Coordinator {
     pub(crate) store: Arc<dyn CoordinatorStore>,
     pub(crate) nodes: Arc<NodePool>,
     pub(crate) audit: CoordinatorAudit,
+    /// This coordinator's TLS material: its CA bundle verifies intents,
+    /// approvals and policy signatures.
+    pub(crate) tls: Arc<sigil_tls::ReloadableTls>,
+    pub(crate) policy: crate::config::PolicyConfig,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -63,25 +70,14 @@ fn actor<T>(api: &Api, req: &Request<T>) -> String {
 pub fn key_info(k: &KeyRecord) -> pb::KeyInfo {
     pb::KeyInfo {
         key_id: k.key_id.clone(),
-        scheme: scheme_to_wire(&k.scheme) as i32,
+        scheme: sigil_proto::convert::scheme_to_wire(k.scheme) as i32,
         threshold: u32::from(k.threshold),
         participants: k.participants.iter().copied().map(u32::from).collect(),
         public_key: k.public_key.clone(),
-        addresses: crate::ops::addresses(&k.scheme, &k.public_key),
+        addresses: crate::ops::addresses(k.scheme, &k.public_key),
         epoch: k.epoch,
         label: k.label.clone(),
         created_at: k.created_at.clone(),
-    }
-}
-
-/// The wire enum of a scheme name.
-pub fn scheme_to_wire(name: &str) -> pb::Scheme {
-    match name {
-        "frost-secp256k1" => pb::Scheme::FrostSecp256k1,
-        "frost-taproot" => pb::Scheme::FrostTaproot,
-        "frost-ed25519" => pb::Scheme::FrostEd25519,
-        "ecdsa-secp256k1" => pb::Scheme::EcdsaSecp256k1,
-        _ => pb::Scheme::Unspecified,
     }
 }
 
@@ -207,6 +203,60 @@ impl KeyAdmin for Api {
             .clear_exclusion(&operator, &actor, &req.key_id, req.node_id, &req.reason)
             .await?;
         Ok(Response::new(pb::ClearExclusionResponse { cleared }))
+    }
+}
+
+#[tonic::async_trait]
+impl Policy for Api {
+    async fn get_policy(
+        &self,
+        req: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::GetPolicyResponse>, Status> {
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
+        Ok(Response::new(
+            self.0.get_policy(&req.get_ref().key_id).await?,
+        ))
+    }
+
+    async fn apply_policy(
+        &self,
+        req: Request<pb::ApplyPolicyRequest>,
+    ) -> Result<Response<pb::ApplyPolicyResponse>, Status> {
+        let signed = req
+            .get_ref()
+            .policy
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("a signed policy document is required"))?;
+        if let Ok(doc) = sigil_policy::PolicyDocument::from_document_bytes(&signed.document) {
+            RequestSlot::note(&req, |n| {
+                n.key_id = doc.key_id.clone();
+                n.detail = format!("policy version {}", doc.version);
+            });
+        }
+        Ok(Response::new(self.0.apply_policy(signed).await?))
+    }
+}
+
+#[tonic::async_trait]
+impl Approvals for Api {
+    async fn list_pending(
+        &self,
+        req: Request<pb::ListPendingApprovalsRequest>,
+    ) -> Result<Response<pb::ListPendingApprovalsResponse>, Status> {
+        Ok(Response::new(
+            self.0.list_pending(&req.get_ref().key_id).await?,
+        ))
+    }
+
+    async fn approve(
+        &self,
+        req: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ApproveResponse>, Status> {
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| n.request_id = req.get_ref().approval_id.clone());
+        Ok(Response::new(
+            self.0.approve(&actor, req.into_inner()).await?,
+        ))
     }
 }
 

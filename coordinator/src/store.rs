@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sigil_protocol::Scheme;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -28,7 +29,7 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     pub key_id: String,
-    pub scheme: String,
+    pub scheme: Scheme,
     pub threshold: u16,
     pub participants: Vec<u16>,
     pub public_key: Vec<u8>,
@@ -59,6 +60,27 @@ pub struct Misbehaviour {
     pub session_id: String,
     pub reason: String,
     pub created_at: String,
+}
+
+/// A sign request held until approvers approve its intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingApproval {
+    pub approval_id: String,
+    pub key_id: String,
+    /// The payment service's identity (idempotency scope).
+    pub requester: String,
+    pub idempotency_key: String,
+    /// The `SignedIntent` as the payment service sent it (protobuf).
+    pub signed_intent: Vec<u8>,
+    pub intent_sha256: Vec<u8>,
+    pub rule: String,
+    pub group: String,
+    pub required: u16,
+    pub not_after_ms: u64,
+    pub summary: String,
+    pub created_at: String,
+    /// Approver identity → its `Approval` (protobuf), in approval order.
+    pub approvals: Vec<(String, Vec<u8>)>,
 }
 
 #[async_trait]
@@ -101,6 +123,54 @@ pub trait CoordinatorStore: Send + Sync + 'static {
         reason: &str,
         cleared_at: &str,
     ) -> Result<u64, StoreError>;
+
+    /// Stores the coordinator's copy of a policy version the nodes accepted.
+    async fn put_policy(
+        &self,
+        key_id: &str,
+        version: u64,
+        signed_policy: &[u8],
+        applied_at: &str,
+    ) -> Result<(), StoreError>;
+    /// The newest stored policy of `key_id`: (version, SignedPolicy protobuf).
+    async fn get_policy(&self, key_id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+
+    /// Records a request held for approvals; returns the one already held
+    /// for the same (requester, idempotency key) if there is one.
+    async fn hold_for_approval(
+        &self,
+        pending: &PendingApproval,
+    ) -> Result<PendingApproval, StoreError>;
+    async fn pending_approval(
+        &self,
+        approval_id: &str,
+    ) -> Result<Option<PendingApproval>, StoreError>;
+    async fn pending_for_request(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<PendingApproval>, StoreError>;
+    /// Pending approvals not expired at `now_ms` (for `key_id`, or all).
+    async fn list_pending_approvals(
+        &self,
+        key_id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Vec<PendingApproval>, StoreError>;
+    /// Forgets the request held for approval under (requester, idempotency
+    /// key) once it has been signed.
+    async fn resolve_pending(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+    ) -> Result<(), StoreError>;
+    /// Adds (or replaces) `approver`'s approval of a pending request.
+    async fn add_approval(
+        &self,
+        approval_id: &str,
+        approver: &str,
+        approval: &[u8],
+        at: &str,
+    ) -> Result<(), StoreError>;
 }
 
 fn unix_now() -> i64 {
@@ -132,6 +202,12 @@ pub struct SqliteCoordinatorStore {
 macro_rules! key_columns {
     () => {
         "key_id, scheme, threshold, participants, public_key, public_key_package, epoch, label, created_at"
+    };
+}
+
+macro_rules! pending_columns {
+    () => {
+        "approval_id, key_id, requester, idempotency_key, signed_intent, intent_sha256, rule, approver_group, required, not_after_ms, summary, created_at"
     };
 }
 
@@ -183,7 +259,10 @@ impl SqliteCoordinatorStore {
         let epoch: i64 = row.try_get("epoch")?;
         Ok(KeyRecord {
             key_id: row.try_get("key_id")?,
-            scheme: row.try_get("scheme")?,
+            scheme: row
+                .try_get::<String, _>("scheme")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("scheme: {e}")))?,
             threshold: u16::try_from(threshold)
                 .map_err(|_| StoreError::Corrupt("threshold".into()))?,
             participants: serde_json::from_str(&participants)
@@ -209,7 +288,7 @@ impl CoordinatorStore for SqliteCoordinatorStore {
             ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&key.key_id)
-        .bind(&key.scheme)
+        .bind(key.scheme.name())
         .bind(i64::from(key.threshold))
         .bind(participants)
         .bind(&key.public_key)
@@ -390,6 +469,206 @@ impl CoordinatorStore for SqliteCoordinatorStore {
         .await?;
         Ok(done.rows_affected())
     }
+
+    async fn put_policy(
+        &self,
+        key_id: &str,
+        version: u64,
+        signed_policy: &[u8],
+        applied_at: &str,
+    ) -> Result<(), StoreError> {
+        let version = i64::try_from(version).map_err(|_| StoreError::Corrupt("version".into()))?;
+        sqlx::query(
+            "INSERT INTO policies (key_id, version, signed_policy, applied_at) VALUES (?, ?, ?, ?) ON CONFLICT (key_id, version) DO UPDATE SET signed_policy = excluded.signed_policy",
+        )
+        .bind(key_id)
+        .bind(version)
+        .bind(signed_policy)
+        .bind(applied_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_policy(&self, key_id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, signed_policy FROM policies WHERE key_id = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let v: i64 = r.try_get("version")?;
+            Ok((
+                u64::try_from(v).map_err(|_| StoreError::Corrupt("version".into()))?,
+                r.try_get("signed_policy")?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn hold_for_approval(&self, p: &PendingApproval) -> Result<PendingApproval, StoreError> {
+        let not_after =
+            i64::try_from(p.not_after_ms).map_err(|_| StoreError::Corrupt("not_after".into()))?;
+        sqlx::query(concat!(
+            "INSERT INTO pending_approvals (",
+            pending_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (requester, idempotency_key) DO NOTHING"
+        ))
+        .bind(&p.approval_id)
+        .bind(&p.key_id)
+        .bind(&p.requester)
+        .bind(&p.idempotency_key)
+        .bind(&p.signed_intent)
+        .bind(&p.intent_sha256)
+        .bind(&p.rule)
+        .bind(&p.group)
+        .bind(i64::from(p.required))
+        .bind(not_after)
+        .bind(&p.summary)
+        .bind(&p.created_at)
+        .execute(&self.pool)
+        .await?;
+        self.pending_for_request(&p.requester, &p.idempotency_key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("pending approval vanished".into()))
+    }
+
+    async fn pending_approval(
+        &self,
+        approval_id: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            pending_columns!(),
+            " FROM pending_approvals WHERE approval_id = ?"
+        ))
+        .bind(approval_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.load_pending(row).await
+    }
+
+    async fn pending_for_request(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            pending_columns!(),
+            " FROM pending_approvals WHERE requester = ? AND idempotency_key = ?"
+        ))
+        .bind(requester)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.load_pending(row).await
+    }
+
+    async fn list_pending_approvals(
+        &self,
+        key_id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Vec<PendingApproval>, StoreError> {
+        let now = i64::try_from(now_ms).map_err(|_| StoreError::Corrupt("time".into()))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            pending_columns!(),
+            " FROM pending_approvals WHERE not_after_ms >= ? AND (? IS NULL OR key_id = ?) ORDER BY created_at, approval_id"
+        ))
+        .bind(now)
+        .bind(key_id)
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(p) = self.load_pending(Some(row)).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resolve_pending(
+        &self,
+        requester: &str,
+        idempotency_key: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM approvals WHERE approval_id IN (SELECT approval_id FROM pending_approvals WHERE requester = ? AND idempotency_key = ?)",
+        )
+        .bind(requester)
+        .bind(idempotency_key)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM pending_approvals WHERE requester = ? AND idempotency_key = ?")
+            .bind(requester)
+            .bind(idempotency_key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_approval(
+        &self,
+        approval_id: &str,
+        approver: &str,
+        approval: &[u8],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO approvals (approval_id, approver, approval, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (approval_id, approver) DO UPDATE SET approval = excluded.approval",
+        )
+        .bind(approval_id)
+        .bind(approver)
+        .bind(approval)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl SqliteCoordinatorStore {
+    async fn load_pending(
+        &self,
+        row: Option<sqlx::sqlite::SqliteRow>,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        let required: i64 = row.try_get("required")?;
+        let not_after: i64 = row.try_get("not_after_ms")?;
+        let approval_id: String = row.try_get("approval_id")?;
+        let approvals = sqlx::query(
+            "SELECT approver, approval FROM approvals WHERE approval_id = ? ORDER BY created_at, approver",
+        )
+        .bind(&approval_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("approver")?, r.try_get("approval")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(PendingApproval {
+            approval_id,
+            key_id: row.try_get("key_id")?,
+            requester: row.try_get("requester")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            signed_intent: row.try_get("signed_intent")?,
+            intent_sha256: row.try_get("intent_sha256")?,
+            rule: row.try_get("rule")?,
+            group: row.try_get("approver_group")?,
+            required: u16::try_from(required)
+                .map_err(|_| StoreError::Corrupt("required".into()))?,
+            not_after_ms: u64::try_from(not_after)
+                .map_err(|_| StoreError::Corrupt("not_after_ms".into()))?,
+            summary: row.try_get("summary")?,
+            created_at: row.try_get("created_at")?,
+            approvals,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -399,7 +678,7 @@ mod tests {
     fn key(id: &str) -> KeyRecord {
         KeyRecord {
             key_id: id.into(),
-            scheme: "frost-ed25519".into(),
+            scheme: Scheme::FrostEd25519,
             threshold: 2,
             participants: vec![1, 2, 3],
             public_key: vec![1; 32],
@@ -540,5 +819,82 @@ mod tests {
         assert_eq!(store.get_key("a").await.expect("get"), Some(key("a")));
         assert_eq!(store.get_key("zz").await.expect("get"), None);
         assert_eq!(store.list_keys().await.expect("list").len(), 2);
+    }
+
+    fn pending(id: &str, idem: &str, sha: u8) -> PendingApproval {
+        PendingApproval {
+            approval_id: id.into(),
+            key_id: "k".into(),
+            requester: "client/pay".into(),
+            idempotency_key: idem.into(),
+            signed_intent: vec![1, 2, 3],
+            intent_sha256: vec![sha; 32],
+            rule: "approval_tiers[0]".into(),
+            group: "treasury".into(),
+            required: 2,
+            not_after_ms: 5_000,
+            summary: "evm:1 transfer".into(),
+            created_at: "2026-12-01T00:00:00Z".into(),
+            approvals: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_held_once_and_collects_one_approval_per_approver() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        let held = store
+            .hold_for_approval(&pending("appr-1", "idem", 1))
+            .await
+            .expect("hold");
+        assert_eq!(held.approval_id, "appr-1");
+        // The same request again keeps the first hold (and its approvals).
+        let again = store
+            .hold_for_approval(&pending("appr-2", "idem", 1))
+            .await
+            .expect("hold again");
+        assert_eq!(again.approval_id, "appr-1");
+        for (who, sig) in [("a1", 1u8), ("a2", 2), ("a1", 3)] {
+            store
+                .add_approval("appr-1", who, &[sig], "2026-12-01T00:00:01Z")
+                .await
+                .expect("approve");
+        }
+        let got = store
+            .pending_for_request("client/pay", "idem")
+            .await
+            .expect("get")
+            .expect("held");
+        let approvers: Vec<&str> = got.approvals.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(approvers, ["a1", "a2"], "one approval per approver");
+        assert_eq!(
+            store
+                .list_pending_approvals(Some("k"), 4_000)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        // Expired with its intent.
+        assert!(
+            store
+                .list_pending_approvals(None, 6_000)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert!(store.pending_approval("nope").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_newest_policy_copy_is_returned() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        assert!(store.get_policy("k").await.expect("get").is_none());
+        store.put_policy("k", 1, &[1], "t1").await.expect("v1");
+        store.put_policy("k", 3, &[3], "t3").await.expect("v3");
+        store.put_policy("k", 2, &[2], "t2").await.expect("v2");
+        assert_eq!(
+            store.get_policy("k").await.expect("get"),
+            Some((3, vec![3]))
+        );
     }
 }

@@ -23,6 +23,9 @@
 //! keeps the audit cost low (`docs/performance.md`).
 //! | `dkg_share_stored` | a DKG finished and this node stored its (pending) share | yes |
 //! | `key_committed` | the coordinator commits a key; the share becomes usable | yes |
+//! | `spend_counted` | an intent's spend was counted against this node's limits (a spend receipt or a signing session follows) | yes (deferred: committed before the count, synced with the next synced record) |
+//! | `spend_refused` | `ReserveSpend` refused an intent (policy, approvals, signature, expiry...) | — |
+//! | `policy_applied` / `policy_refused` | a policy document took effect (with its SHA-256) or was refused | applied: yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |
 //! | `authz_denied` | a caller other than the coordinator was refused | — |
 //!
@@ -52,6 +55,14 @@ pub mod actions {
     pub const SESSION_ABORTED: &str = "session_aborted";
     /// A session reached its deadline unfinished; its secrets were dropped.
     pub const SESSION_EXPIRED: &str = "session_expired";
+    /// An intent's spend was counted against this node's limits.
+    pub const SPEND_COUNTED: &str = "spend_counted";
+    /// `ReserveSpend` refused an intent.
+    pub const SPEND_REFUSED: &str = "spend_refused";
+    /// A policy document took effect at this node.
+    pub const POLICY_APPLIED: &str = "policy_applied";
+    /// A policy document was refused.
+    pub const POLICY_REFUSED: &str = "policy_refused";
 }
 
 /// What the log says about one session; kept with the session so that its
@@ -99,6 +110,11 @@ pub fn refusal_kind(e: &NodeError) -> &'static str {
         NodeError::UnknownKey(_) => "unknown_key",
         NodeError::Unsupported(_) => "unsupported",
         NodeError::AuditUnavailable(_) => "audit_unavailable",
+        NodeError::Unauthorized(_) => "permission_denied",
+        NodeError::Refused(_) => "intent_refused",
+        NodeError::GovernanceRefused(_) => "governance",
+        NodeError::PolicyDenied { .. } => "policy_denied",
+        NodeError::ApprovalRequired { .. } => "approval_required",
         _ => "internal",
     }
 }
@@ -249,6 +265,30 @@ impl NodeAudit {
                 .detail(format!("epoch {epoch}")),
         )
         .await
+    }
+
+    /// Appends a policy-ledger record and waits for its durable commit (fail closed).
+    pub async fn record(&self, entry: Entry) -> Result<(), NodeError> {
+        self.append(entry).await
+    }
+
+    /// Appends a record and waits for its commit without an fsync of its own
+    /// ([`Durability::Deferred`]): refused when the log is unwritable, made
+    /// durable by the next synced record (a share's `share_issued`).
+    pub async fn record_deferred(&self, entry: Entry) -> Result<(), NodeError> {
+        Ok(self
+            .process
+            .append_with(entry, Durability::Deferred)
+            .await?)
+    }
+
+    /// Appends a record of a refusal (best effort: the refusal stands either way).
+    pub async fn record_refusal(&self, entry: Entry, e: &NodeError) {
+        if matches!(e, NodeError::AuditUnavailable(_)) {
+            return;
+        }
+        self.note(entry.refused(refusal_kind(e)).detail(e.to_string()))
+            .await;
     }
 
     /// A caller was refused by authorization (recorded in the background:

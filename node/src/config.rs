@@ -40,6 +40,66 @@ pub struct NodeConfig {
     /// The audit log (see `docs/audit.md`).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Signed intents, officers and the default policy (see `docs/policy.md`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// How this node checks signed intents and who governs its policies.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Security officers: client names (`spiffe://<td>/client/<name>`) whose
+    /// signatures make a policy document take effect.
+    #[serde(default)]
+    pub officers: Vec<String>,
+    /// Distinct officer signatures a policy document needs.
+    #[serde(default = "default_officer_quorum")]
+    pub officer_quorum: u16,
+    /// The longest an intent may be valid for (its `not_after` from now).
+    #[serde(default = "default_intent_window", with = "humantime_serde")]
+    pub intent_max_window: Duration,
+    /// Clock difference tolerated between requesters and this node.
+    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Signing sessions one intent may open at this node: the coordinator's
+    /// attempts for one request (a retry after a faulty or unreachable
+    /// signer). Every further use is refused as a replay.
+    #[serde(default = "default_sessions_per_intent")]
+    pub max_sessions_per_intent: u32,
+    /// The rules of a key that has no signed policy document yet (version 0).
+    /// Absent: such a key signs nothing (deny by default).
+    #[serde(default)]
+    pub default: Option<sigil_policy::PolicyRules>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            officers: Vec::new(),
+            officer_quorum: default_officer_quorum(),
+            intent_max_window: default_intent_window(),
+            clock_skew: default_clock_skew(),
+            max_sessions_per_intent: default_sessions_per_intent(),
+            default: None,
+        }
+    }
+}
+
+fn default_officer_quorum() -> u16 {
+    2
+}
+
+fn default_intent_window() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_sessions_per_intent() -> u32 {
+    3
 }
 
 pub use sigil_audit::AuditConfig;
@@ -92,6 +152,21 @@ impl NodeConfig {
             return Err(NodeError::Config("zone must not be empty".into()));
         }
         self.audit.validate().map_err(NodeError::Config)?;
+        if !self.policy.officers.is_empty()
+            && (self.policy.officer_quorum == 0
+                || usize::from(self.policy.officer_quorum) > self.policy.officers.len())
+        {
+            return Err(NodeError::Config(format!(
+                "policy.officer_quorum must be between 1 and the number of officers ({}), got {}",
+                self.policy.officers.len(),
+                self.policy.officer_quorum
+            )));
+        }
+        if self.policy.max_sessions_per_intent == 0 {
+            return Err(NodeError::Config(
+                "policy.max_sessions_per_intent must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 

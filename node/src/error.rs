@@ -48,6 +48,31 @@ pub enum NodeError {
     /// The audit log failed in a way that is not a refusal (a bug, a corrupt row).
     #[error("audit: {0}")]
     Audit(String),
+    /// No valid signed intent or approval: missing, malformed, a bad
+    /// signature, an unknown or unauthorized requester.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
+    /// A valid intent this node will not act on: expired, replayed, for
+    /// another key or path, or differing from the session it came with.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A policy document that cannot take effect: too few officer
+    /// signatures, or a version not newer than the one in force.
+    #[error("policy document refused: {0}")]
+    GovernanceRefused(String),
+    /// The key's policy refuses the payload; `rule` names the rule.
+    #[error("policy: {reason} (rule {rule})")]
+    PolicyDenied { rule: String, reason: String },
+    /// The key's policy asks for approvals the intent does not carry.
+    #[error(
+        "approval required: {required} approvals from group {group} ({have} valid so far; rule {rule})"
+    )]
+    ApprovalRequired {
+        rule: String,
+        group: String,
+        required: u16,
+        have: u16,
+    },
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("I/O: {0}")]
@@ -70,6 +95,32 @@ impl From<NodeError> for Status {
             }
             NodeError::UnknownKey(k) => Status::not_found(format!("unknown key {k}")),
             NodeError::Unsupported(m) => Status::unimplemented(m),
+            e @ NodeError::Unauthorized(_) => Status::permission_denied(e.to_string()),
+            e @ (NodeError::Refused(_) | NodeError::GovernanceRefused(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
+            NodeError::PolicyDenied { rule, reason } => {
+                let mut status =
+                    Status::failed_precondition(format!("policy: {reason} (rule {rule})"));
+                if let Ok(v) = rule.parse() {
+                    status.metadata_mut().insert(POLICY_RULE_METADATA, v);
+                }
+                status
+            }
+            NodeError::ApprovalRequired {
+                rule,
+                group,
+                required,
+                have,
+            } => {
+                let mut status = Status::failed_precondition(format!(
+                    "approval required: {required} approvals from group {group} ({have} valid so far; rule {rule})"
+                ));
+                if let Ok(v) = format!("{group}:{have}/{required}").parse() {
+                    status.metadata_mut().insert(APPROVAL_REQUIRED_METADATA, v);
+                }
+                status
+            }
             NodeError::AuditUnavailable(m) => {
                 tracing::error!(reason = %m, "audit log unavailable; operation refused");
                 Status::unavailable("audit log unavailable; operation refused")
@@ -82,26 +133,20 @@ impl From<NodeError> for Status {
     }
 }
 
-/// gRPC metadata naming the nodes a protocol error blames (comma-separated ids).
-pub const CULPRITS_METADATA: &str = "sigil-culprits";
-/// gRPC metadata set when a protocol error implicates the relay (the coordinator).
-pub const RELAY_SUSPECTED_METADATA: &str = "sigil-relay-suspected";
+pub use sigil_proto::convert::metadata::{
+    APPROVAL_REQUIRED as APPROVAL_REQUIRED_METADATA, CULPRITS as CULPRITS_METADATA,
+    POLICY_RULE as POLICY_RULE_METADATA, RELAY_SUSPECTED as RELAY_SUSPECTED_METADATA,
+};
 
 /// A protocol failure: `FAILED_PRECONDITION` with the culprits in metadata, so
 /// the coordinator can exclude them without parsing messages.
 fn protocol_status(e: &ProtocolError) -> Status {
+    use sigil_proto::convert::metadata;
     let mut status = Status::failed_precondition(e.to_string());
-    let culprits: Vec<String> = e.culprits().iter().map(|c| c.get().to_string()).collect();
-    if !culprits.is_empty()
-        && let Ok(v) = culprits.join(",").parse()
-    {
-        status.metadata_mut().insert(CULPRITS_METADATA, v);
-    }
+    let culprits: Vec<u16> = e.culprits().iter().map(|c| c.get()).collect();
+    metadata::insert_culprits(status.metadata_mut(), &culprits);
     if e.implicates_relay() {
-        status.metadata_mut().insert(
-            RELAY_SUSPECTED_METADATA,
-            tonic::metadata::MetadataValue::from_static("true"),
-        );
+        metadata::insert_relay_suspected(status.metadata_mut());
     }
     status
 }

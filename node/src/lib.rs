@@ -7,6 +7,11 @@
 //!
 //! Layout: [`config`] (TOML + environment), [`seal`] (encryption of shares at
 //! rest), [`store`] (the share store behind a trait, SQLite by default),
+//! [`ledger`] (policies, intents and counted spends, same database),
+//! [`policy`] (signed intents, per-key policy, spend receipts, officer
+//! governance — every check before a nonce is drawn), [`identity`] (the
+//! node's encryption key and the verification of relayed participants),
+//! [`sessions`] (open protocol sessions and their deadlines),
 //! [`audit`] (the node's tamper-evident audit log, fail closed),
 //! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
 //! listener, health, authorization, `run(listener, shutdown)`).
@@ -15,6 +20,7 @@ pub mod audit;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod ledger;
 pub mod policy;
 pub mod seal;
 pub mod server;

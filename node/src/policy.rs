@@ -1,51 +1,522 @@
-//! The node's own check of a signing request, made before any nonce is
-//! drawn or share produced. The node does not take the coordinator's word
-//! for anything: the key must exist here, the signers must be participants
-//! of the key and at least its threshold, and the request must be well
-//! formed (see [`SignInput`]). Signed payment intents and per-key limits
-//! plug in here, with the exact bytes or digest the node is about to sign.
+//! The node's own decision whether to sign: made before any nonce is drawn,
+//! on nothing but what the node verifies itself.
+//!
+//! A signing session is accepted only when
+//!
+//! | check | refusal |
+//! |---|---|
+//! | the session carries a signed intent that decodes | `PERMISSION_DENIED` |
+//! | the requester is a client identity of this trust domain, its chain verifies against this node's CA and its certificate key signed the intent bytes as received | `PERMISSION_DENIED` |
+//! | every approval verifies (approver's chain, signature over the intent's hash) | `PERMISSION_DENIED` |
+//! | the intent has not expired and its window is not longer than allowed | `FAILED_PRECONDITION` |
+//! | the intent is for this key and derivation path; the session's message, encoding and path are exactly what the intent's payload yields | `FAILED_PRECONDITION` |
+//! | the payload parses (deny by default) and this node's copy of the key's policy allows it: requester, raw signing, destinations, contracts, per-transaction and rolling 24-hour limits, approvals | `FAILED_PRECONDITION` with `sigil-policy-rule` or `sigil-approval-required` |
+//! | spend receipts from the policy's accounting quorum of distinct participants (this node's own count is one) | `FAILED_PRECONDITION` |
+//! | the intent has not opened its allowance of sessions here (replay) | `FAILED_PRECONDITION` |
+//!
+//! The spend is counted once per intent in the node's [`Ledger`], durably
+//! and after its `spend_counted` audit record, either by `ReserveSpend`
+//! (which also signs a [`pb::SpendReceipt`] for the other signers) or at
+//! session start. Counting happens before any share can exist, so a crash
+//! can over-count a spend that was never signed, never under-count one that
+//! was. The evaluation itself is `sigil_policy::evaluate`, a pure function.
+//!
+//! Policy documents take effect only with the signatures of this node's
+//! configured officer quorum ([`NodePolicy::apply`]); a key without one
+//! runs on the configured default rules, or signs nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use sigil_audit::Entry;
+use sigil_policy::{
+    ApprovalNeed, Decision, EvalRequest, IntentLimits, Officers, PolicyDocument, PolicyRules,
+};
 use sigil_proto::v1 as pb;
-use sigil_protocol::NodeId;
 use sigil_protocol::engine::SignInput;
+use sigil_protocol::{NodeId, Scheme};
+use sigil_tls::{Identity, ReloadableTls};
 
 use crate::NodeError;
-use crate::store::StoredShare;
+use crate::audit::{NodeAudit, actions};
+use crate::config::PolicyConfig;
+use crate::ledger::{IntentRecord, IntentUse, Ledger, StoredPolicy, now_ms};
+use crate::store::{StoreError, StoredShare};
 
-/// Refuses a signing request this node must not serve.
-pub fn check_sign_request(
-    share: &StoredShare,
-    req: &pb::SignSession,
-    input: &SignInput,
-    signers: &[NodeId],
-) -> Result<(), NodeError> {
-    if req.epoch != share.epoch {
-        return Err(NodeError::InvalidRequest(format!(
-            "request is for epoch {} of key {}, this node holds epoch {}",
-            req.epoch, share.key_id, share.epoch
-        )));
+/// The rolling window of the per-day limits.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+pub use sigil_policy::verify::{Refusal, VerifiedIntent};
+
+/// The ledger row of a verified intent.
+fn record_of(verified: &VerifiedIntent) -> IntentRecord {
+    IntentRecord {
+        requester: verified.requester.clone(),
+        intent_id: verified.intent.intent_id.clone(),
+        intent_sha256: verified.sha256.to_vec(),
+        key_id: verified.intent.key_id.clone(),
+        not_after_ms: verified.intent.not_after_unix_ms,
+        counted: false,
+        sessions: 0,
     }
-    if signers.len() < usize::from(share.threshold) {
-        return Err(NodeError::InvalidRequest(format!(
-            "{} signers for a {}-of-{} key",
-            signers.len(),
-            share.threshold,
-            share.participants.len()
-        )));
+}
+
+impl From<Refusal> for NodeError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Unauthorized(m) => NodeError::Unauthorized(m),
+            Refusal::Refused(m) => NodeError::Refused(m),
+            Refusal::Denied { rule, reason } => NodeError::PolicyDenied { rule, reason },
+            Refusal::Invalid(m) => NodeError::InvalidRequest(m),
+        }
     }
-    if let Some(outsider) = signers
-        .iter()
-        .find(|s| !share.participants.contains(&s.get()))
-    {
-        return Err(NodeError::InvalidRequest(format!(
-            "{outsider} holds no share of key {}",
-            share.key_id
-        )));
+}
+
+/// The rules in force for one key.
+#[derive(Debug, Clone)]
+pub struct InForce {
+    /// 0 for the configured default.
+    pub version: u64,
+    pub rules: PolicyRules,
+    pub document_sha256: Vec<u8>,
+    pub signed: Option<pb::SignedPolicy>,
+}
+
+/// The node's policy decision point: intents, receipts, counters, governance.
+pub struct NodePolicy {
+    node_id: u16,
+    tls: Arc<ReloadableTls>,
+    ledger: Arc<dyn Ledger>,
+    audit: NodeAudit,
+    config: PolicyConfig,
+    limits: IntentLimits,
+    officers: Option<Officers>,
+    /// Serializes evaluate-then-count, so two intents cannot both pass a limit
+    /// that only one of them fits under.
+    counting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for NodePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodePolicy")
+            .field("node_id", &self.node_id)
+            .field("officers", &self.config.officers)
+            .finish_non_exhaustive()
     }
-    // The message, its encoding and the derivation path were validated when
-    // `input` was built (`SignInput::new`): FROST signs raw messages with no
-    // path, ECDSA a 32-byte digest the node computed itself. Signed intents
-    // and limits check `req.authorization` against `input` here.
-    let _ = input;
-    Ok(())
+}
+
+fn store_error(e: StoreError) -> NodeError {
+    NodeError::Store(e)
+}
+
+fn intent_use(e: IntentUse) -> NodeError {
+    match e {
+        IntentUse::Store(e) => NodeError::Store(e),
+        e @ (IntentUse::Forged { .. } | IntentUse::Replayed { .. }) => {
+            NodeError::Refused(format!("replayed intent: {e}"))
+        }
+    }
+}
+
+impl NodePolicy {
+    pub fn new(
+        node_id: u16,
+        tls: Arc<ReloadableTls>,
+        ledger: Arc<dyn Ledger>,
+        audit: NodeAudit,
+        config: PolicyConfig,
+    ) -> Result<Self, NodeError> {
+        let officers = if config.officers.is_empty() {
+            None
+        } else {
+            Some(
+                Officers::new(
+                    config.officers.iter().cloned().collect(),
+                    config.officer_quorum,
+                )
+                .map_err(|e| NodeError::Config(format!("policy officers: {e}")))?,
+            )
+        };
+        let limits = IntentLimits {
+            max_window: config.intent_max_window,
+            clock_skew: config.clock_skew,
+        };
+        Ok(Self {
+            node_id,
+            tls,
+            ledger,
+            audit,
+            config,
+            limits,
+            officers,
+            counting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Verifies a signed intent for `key_id` and parses its payload for `scheme`.
+    pub fn verify_intent(
+        &self,
+        signed: Option<&pb::SignedIntent>,
+        key_id: &str,
+        scheme: Scheme,
+    ) -> Result<VerifiedIntent, NodeError> {
+        Ok(sigil_policy::verify::verify_signed_intent(
+            &self.tls,
+            signed,
+            key_id,
+            scheme,
+            &self.limits,
+            now_ms(),
+        )?)
+    }
+
+    /// The rules in force for `key_id`: the newest signed document, else the
+    /// configured default, else nothing is allowed.
+    pub async fn in_force(&self, key_id: &str) -> Result<InForce, NodeError> {
+        if let Some(stored) = self.ledger.policy(key_id).await.map_err(store_error)? {
+            let signed = pb::SignedPolicy::decode(stored.signed_policy.as_slice())
+                .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("policy: {e}"))))?;
+            let doc = PolicyDocument::from_document_bytes(&signed.document)
+                .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("policy: {e}"))))?;
+            return Ok(InForce {
+                version: stored.version,
+                rules: doc.rules,
+                document_sha256: stored.document_sha256,
+                signed: Some(signed),
+            });
+        }
+        match &self.config.default {
+            Some(rules) => Ok(InForce {
+                version: 0,
+                rules: rules.clone(),
+                document_sha256: Vec::new(),
+                signed: None,
+            }),
+            None => Err(NodeError::PolicyDenied {
+                rule: "no_policy".into(),
+                reason: format!(
+                    "key {key_id} has no policy at this node; nothing is signed until security officers apply one"
+                ),
+            }),
+        }
+    }
+
+    /// Evaluates `verified` against the key's policy and counts its spend,
+    /// once: an intent counted before is not evaluated or counted again.
+    /// Returns the policy in force.
+    pub async fn evaluate_and_count(
+        &self,
+        share: &StoredShare,
+        verified: &VerifiedIntent,
+        actor: &str,
+    ) -> Result<InForce, NodeError> {
+        let _serial = self.counting.lock().await;
+        let policy = self.in_force(&share.key_id).await?;
+        if let Some(known) = self
+            .ledger
+            .intent(&verified.requester, &verified.intent.intent_id)
+            .await
+            .map_err(store_error)?
+        {
+            if known.intent_sha256 != verified.sha256 {
+                return Err(intent_use(IntentUse::Forged {
+                    requester: known.requester,
+                    intent_id: known.intent_id,
+                }));
+            }
+            if known.counted {
+                return Ok(policy);
+            }
+        }
+        let since = now_ms().saturating_sub(u64::try_from(DAY.as_millis()).unwrap_or(u64::MAX));
+        let mut usage = BTreeMap::new();
+        for m in &verified.parsed.movements {
+            if !usage.contains_key(&m.asset) {
+                let u = self
+                    .ledger
+                    .usage(&share.key_id, &m.asset, since)
+                    .await
+                    .map_err(store_error)?;
+                usage.insert(m.asset.clone(), u);
+            }
+        }
+        let request = EvalRequest {
+            requester: &verified.requester,
+            parsed: &verified.parsed,
+            approvers: &verified.approvers,
+        };
+        let decision = sigil_policy::evaluate(&policy.rules, &request, |asset: &str| {
+            usage.get(asset).cloned().unwrap_or_default()
+        });
+        let spends = match decision {
+            Decision::Allow { spends } => spends,
+            Decision::Deny(d) => {
+                return Err(NodeError::PolicyDenied {
+                    rule: d.rule,
+                    reason: d.reason,
+                });
+            }
+            Decision::NeedsApproval(ApprovalNeed {
+                rule,
+                group,
+                required,
+                have,
+                ..
+            }) => {
+                return Err(NodeError::ApprovalRequired {
+                    rule,
+                    group,
+                    required,
+                    have,
+                });
+            }
+        };
+        // Fail closed: counted only once on record. The record is committed
+        // before the count; its fsync rides on the share's synced record.
+        let detail = format!("policy v{}: {}", policy.version, verified.parsed.summary());
+        self.audit
+            .record_deferred(
+                Entry::new(actor, actions::SPEND_COUNTED)
+                    .key_id(share.key_id.clone())
+                    .request_id(verified.intent.idempotency_key.clone())
+                    .digest(verified.sha256.to_vec())
+                    .detail(truncate(detail)),
+            )
+            .await?;
+        self.ledger
+            .count_spend(&record_of(verified), &spends, now_ms())
+            .await
+            .map_err(intent_use)?;
+        Ok(policy)
+    }
+
+    /// `ReserveSpend`: verify, evaluate and count, then sign a receipt.
+    pub async fn reserve(
+        &self,
+        share: &StoredShare,
+        signed: Option<&pb::SignedIntent>,
+        actor: &str,
+    ) -> Result<pb::SpendReceipt, NodeError> {
+        let scheme = share.scheme;
+        let verified = self.verify_intent(signed, &share.key_id, scheme)?;
+        let version = self
+            .evaluate_and_count(share, &verified, actor)
+            .await?
+            .version;
+        let body = pb::SpendReceiptBody {
+            node_id: u32::from(self.node_id),
+            key_id: share.key_id.clone(),
+            intent_sha256: verified.sha256.to_vec(),
+            policy_version: version,
+            issued_unix_ms: now_ms(),
+        }
+        .encode_to_vec();
+        let key = self.tls.identity_key()?;
+        let signature = key.sign(&sigil_policy::receipt_signing_bytes(&body))?;
+        Ok(pb::SpendReceipt {
+            body,
+            signature,
+            certificate_chain: key.chain().iter().map(|c| c.as_ref().to_vec()).collect(),
+        })
+    }
+
+    /// The participants whose receipts for `intent_sha256` on `key` verify.
+    fn receipt_signers(
+        &self,
+        share: &StoredShare,
+        intent_sha256: &[u8; 32],
+        receipts: &[pb::SpendReceipt],
+    ) -> Result<BTreeSet<u16>, NodeError> {
+        let mut signers = BTreeSet::new();
+        for (i, r) in receipts.iter().enumerate() {
+            let body = pb::SpendReceiptBody::decode(r.body.as_slice())
+                .map_err(|e| NodeError::Refused(format!("spend receipt {i} is malformed: {e}")))?;
+            let node = u16::try_from(body.node_id)
+                .ok()
+                .filter(|n| share.participants.contains(n))
+                .ok_or_else(|| {
+                    NodeError::Refused(format!(
+                        "spend receipt {i} is from node {}, not a participant of key {}",
+                        body.node_id, share.key_id
+                    ))
+                })?;
+            if body.key_id != share.key_id || body.intent_sha256 != intent_sha256.as_slice() {
+                return Err(NodeError::Refused(format!(
+                    "spend receipt {i} from node {node} is for another key or intent"
+                )));
+            }
+            let key = self
+                .tls
+                .verify_peer_chain(&r.certificate_chain, &Identity::Node(node))
+                .map_err(|e| {
+                    NodeError::Refused(format!("spend receipt {i} from node {node}: {e}"))
+                })?;
+            if !key.verify(&sigil_policy::receipt_signing_bytes(&r.body), &r.signature) {
+                return Err(NodeError::Refused(format!(
+                    "spend receipt {i} from node {node} does not verify"
+                )));
+            }
+            signers.insert(node);
+        }
+        Ok(signers)
+    }
+
+    /// Everything a signing session must pass before a nonce is drawn; returns
+    /// what to sign. Counts the spend here if `ReserveSpend` did not, and
+    /// records one more session of the intent (replays beyond the allowance
+    /// are refused).
+    pub async fn check_sign(
+        &self,
+        share: &StoredShare,
+        session: &pb::SignSession,
+        signers: &[NodeId],
+        actor: &str,
+    ) -> Result<(SignInput, VerifiedIntent), NodeError> {
+        if session.epoch != share.epoch {
+            return Err(NodeError::InvalidRequest(format!(
+                "request is for epoch {} of key {}, this node holds epoch {}",
+                session.epoch, share.key_id, share.epoch
+            )));
+        }
+        if signers.len() < usize::from(share.threshold) {
+            return Err(NodeError::InvalidRequest(format!(
+                "{} signers for a {}-of-{} key",
+                signers.len(),
+                share.threshold,
+                share.participants.len()
+            )));
+        }
+        if let Some(outsider) = signers
+            .iter()
+            .find(|s| !share.participants.contains(&s.get()))
+        {
+            return Err(NodeError::InvalidRequest(format!(
+                "{outsider} holds no share of key {}",
+                share.key_id
+            )));
+        }
+        let scheme = share.scheme;
+        let verified = self.verify_intent(session.intent.as_ref(), &share.key_id, scheme)?;
+        // The node signs the intent's payload and nothing else.
+        if verified.intent.derivation_path != session.derivation_path {
+            return Err(NodeError::Refused(format!(
+                "session derivation path {:?} differs from the intent's {:?}",
+                session.derivation_path, verified.intent.derivation_path
+            )));
+        }
+        let encoding = sigil_proto::convert::encoding_to_wire(verified.parsed.encoding) as i32;
+        if session.message != verified.parsed.message || session.encoding != encoding {
+            return Err(NodeError::Refused(
+                "session message differs from the intent's payload".into(),
+            ));
+        }
+        let input = SignInput::new(
+            scheme,
+            &verified.parsed.message,
+            verified.parsed.encoding,
+            &verified.intent.derivation_path,
+        )?;
+        let policy = self.evaluate_and_count(share, &verified, actor).await?;
+        let quorum = policy.rules.accounting_quorum.unwrap_or(share.threshold);
+        let mut counted = self.receipt_signers(share, &verified.sha256, &session.receipts)?;
+        counted.insert(self.node_id);
+        if counted.len() < usize::from(quorum) {
+            return Err(NodeError::Refused(format!(
+                "spend counted by {} of the {quorum} participants the policy's accounting quorum needs ({counted:?})",
+                counted.len()
+            )));
+        }
+        self.ledger
+            .open_session(&record_of(&verified), self.config.max_sessions_per_intent)
+            .await
+            .map_err(intent_use)?;
+        Ok((input, verified))
+    }
+
+    /// Verifies and applies a policy document signed by the officer quorum.
+    pub async fn apply(
+        &self,
+        signed: &pb::SignedPolicy,
+        key: Option<&StoredShare>,
+        actor: &str,
+    ) -> Result<StoredPolicy, NodeError> {
+        let officers = self.officers.as_ref().ok_or_else(|| {
+            NodeError::Unauthorized("this node has no security officers configured".into())
+        })?;
+        let doc = PolicyDocument::from_document_bytes(&signed.document)
+            .map_err(|e| NodeError::InvalidRequest(format!("policy document: {e}")))?;
+        let signed_by = sigil_policy::verify::verify_officer_signatures(&self.tls, signed)?;
+        let current = self
+            .ledger
+            .policy(&doc.key_id)
+            .await
+            .map_err(store_error)?
+            .map(|p| p.version);
+        sigil_policy::check_update(officers, &signed_by, &doc, current, key.is_some()).map_err(
+            |e| match e {
+                sigil_policy::GovernanceError::UnknownOfficer(_) => {
+                    NodeError::Unauthorized(e.to_string())
+                }
+                sigil_policy::GovernanceError::UnknownKey(_) => {
+                    NodeError::UnknownKey(doc.key_id.clone())
+                }
+                other => NodeError::GovernanceRefused(other.to_string()),
+            },
+        )?;
+        let sha = sigil_policy::document_sha256(&signed.document);
+        let stored = StoredPolicy {
+            key_id: doc.key_id.clone(),
+            version: doc.version,
+            document_sha256: sha.to_vec(),
+            signed_policy: signed.encode_to_vec(),
+            applied_at: crate::service::now_rfc3339(),
+        };
+        // Fail closed: the document takes effect only once on record.
+        self.audit
+            .record(
+                Entry::new(actor, actions::POLICY_APPLIED)
+                    .key_id(doc.key_id.clone())
+                    .digest(sha.to_vec())
+                    .detail(format!(
+                        "version {} (was {}), signed by {}",
+                        doc.version,
+                        current.map_or("default".to_owned(), |v| v.to_string()),
+                        signed_by.join(", ")
+                    )),
+            )
+            .await?;
+        self.ledger
+            .insert_policy(&stored)
+            .await
+            .map_err(|e| match e {
+                StoreError::Rollback { .. } => NodeError::GovernanceRefused(e.to_string()),
+                other => NodeError::Store(other),
+            })?;
+        tracing::info!(key_id = %doc.key_id, version = doc.version, "policy applied");
+        Ok(stored)
+    }
+
+    /// Forgets intents that expired (plus the tolerated clock skew) before now.
+    pub async fn prune(&self) -> Result<u64, NodeError> {
+        let skew = u64::try_from(self.config.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        self.ledger
+            .prune_intents(now_ms().saturating_sub(skew))
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// Keeps an audit detail within the log's limit.
+fn truncate(mut s: String) -> String {
+    const MAX: usize = sigil_audit::record::MAX_DETAIL_LEN;
+    if s.len() > MAX {
+        let mut cut = MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }

@@ -20,6 +20,7 @@ use crate::NodeError;
 use crate::audit::NodeAudit;
 use crate::config::NodeConfig;
 use crate::identity::load_or_create_encryption_key;
+use crate::policy::NodePolicy;
 use crate::seal::Kek;
 use crate::service::{Faults, NodeService};
 use crate::sessions::Sessions;
@@ -31,6 +32,7 @@ pub struct NodeServer {
     config: NodeConfig,
     tls: Arc<ReloadableTls>,
     store: Arc<dyn ShareStore>,
+    policy: Arc<NodePolicy>,
     kek: Arc<Kek>,
     encryption: EncryptionKeypair,
     sessions: Arc<Sessions>,
@@ -82,14 +84,23 @@ impl NodeServer {
         tls.identity_key()?;
         let kek = Arc::new(Kek::load_or_create(&config.kek_path())?);
         let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)?;
-        let store: Arc<dyn ShareStore> = Arc::new(SqliteShareStore::open(&config.database).await?);
+        let sqlite = Arc::new(SqliteShareStore::open(&config.database).await?);
+        let store: Arc<dyn ShareStore> = sqlite.clone();
         let audit = NodeAudit::open(&config, tls.clone()).await?;
+        let policy = Arc::new(NodePolicy::new(
+            config.node_id,
+            tls.clone(),
+            sqlite,
+            audit.clone(),
+            config.policy.clone(),
+        )?);
         let (events, _) = broadcast::channel(256);
         let sessions = Arc::new(Sessions::new(config.session_ttl));
         Ok(Self {
             config,
             tls,
             store,
+            policy,
             kek,
             encryption,
             sessions,
@@ -140,10 +151,19 @@ impl NodeServer {
         let sweeper = {
             let sessions = self.sessions.clone();
             let audit = self.audit.clone();
+            let policy = self.policy.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                let mut ticks: u64 = 0;
                 loop {
                     tick.tick().await;
+                    ticks += 1;
+                    // Expired intents are refused as expired; their replay records can go.
+                    if ticks.is_multiple_of(600)
+                        && let Err(e) = policy.prune().await
+                    {
+                        tracing::warn!(error = %e, "could not prune expired intents");
+                    }
                     let expired = sessions.sweep();
                     if !expired.is_empty() {
                         tracing::info!(
@@ -166,6 +186,7 @@ impl NodeServer {
             encryption: self.encryption,
             sessions: self.sessions.clone(),
             audit: self.audit.clone(),
+            policy: self.policy.clone(),
             faults: self.faults.clone(),
         };
         let opts = AcceptOptions {

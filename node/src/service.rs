@@ -17,7 +17,7 @@ use sigil_proto::convert::{
 };
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::node_server::Node;
-use sigil_protocol::engine::{self, Encoding, KeyShare, SignInput};
+use sigil_protocol::engine::{self, KeyShare};
 use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
 use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
@@ -50,6 +50,7 @@ pub struct NodeService {
     pub(crate) encryption: EncryptionKeypair,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) audit: NodeAudit,
+    pub(crate) policy: Arc<crate::policy::NodePolicy>,
     #[allow(dead_code)] // read only with the fault-injection feature
     pub(crate) faults: Faults,
 }
@@ -183,15 +184,13 @@ impl NodeService {
                     .current(&s.key_id)
                     .await?
                     .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
-                let scheme: Scheme = stored.scheme.parse()?;
-                // The node computes what it signs from the request itself.
-                let input = SignInput::new(
-                    scheme,
-                    &s.message,
-                    encoding_from_wire(s.encoding)?,
-                    &s.derivation_path,
-                )?;
-                crate::policy::check_sign_request(&stored, &s, &input, &participants.ids)?;
+                let scheme = stored.scheme;
+                // What is signed comes from the requester's signed intent,
+                // checked against this node's own copy of the key's policy.
+                let (input, _intent) = self
+                    .policy
+                    .check_sign(&stored, &s, &participants.ids, &audit.actor)
+                    .await?;
                 audit.digest = signed_digest(input.signed_bytes());
                 let binding = Binding {
                     key_id: &stored.key_id,
@@ -360,7 +359,7 @@ impl NodeService {
         let share = StoredShare {
             key_id: key_id.to_owned(),
             epoch,
-            scheme: scheme.name().to_owned(),
+            scheme,
             // Signs only after the coordinator commits it (every participant agreed).
             status: ShareStatus::Pending,
             threshold,
@@ -405,18 +404,6 @@ impl NodeService {
     }
 }
 
-/// The wire encoding of a sign request's message.
-fn encoding_from_wire(v: i32) -> Result<Encoding, NodeError> {
-    match pb::MessageEncoding::try_from(v) {
-        Ok(pb::MessageEncoding::Raw) => Ok(Encoding::Raw),
-        Ok(pb::MessageEncoding::Keccak256) => Ok(Encoding::Keccak256),
-        Ok(pb::MessageEncoding::Sha256) => Ok(Encoding::Sha256),
-        Err(_) => Err(NodeError::InvalidRequest(format!(
-            "unknown message encoding {v}"
-        ))),
-    }
-}
-
 pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -432,18 +419,7 @@ impl Node for NodeService {
         &self,
         req: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
-        let req = req.into_inner();
-        let opt = |s: String| (!s.is_empty()).then_some(s);
-        let filter = sigil_audit::Filter {
-            from_time: opt(req.from_time),
-            to_time: opt(req.to_time),
-            key_id: opt(req.key_id),
-            actor: opt(req.actor),
-            action: opt(req.action),
-            outcome: opt(req.outcome),
-            after_sequence: Some(req.after_sequence),
-            limit: (req.limit > 0).then_some(req.limit),
-        };
+        let filter = sigil_proto::audit::filter_from_wire(req.get_ref());
         let records = self.audit.log().export(&filter).map_err(NodeError::from)?;
         Ok(Response::new(Box::pin(ReceiverStream::new(records).map(
             |item| {
@@ -493,11 +469,7 @@ impl Node for NodeService {
         let keys = shares
             .into_iter()
             .map(|s| pb::NodeKey {
-                scheme: s
-                    .scheme
-                    .parse::<Scheme>()
-                    .map(scheme_to_wire)
-                    .unwrap_or(pb::Scheme::Unspecified) as i32,
+                scheme: scheme_to_wire(s.scheme) as i32,
                 key_id: s.key_id,
                 epoch: s.epoch,
                 public_key: s.public_key,
@@ -585,14 +557,117 @@ impl Node for NodeService {
         Ok(Response::new(pb::NodeKey {
             key_id: share.key_id,
             epoch: share.epoch,
-            scheme: share
-                .scheme
-                .parse::<Scheme>()
-                .map(scheme_to_wire)
-                .unwrap_or(pb::Scheme::Unspecified) as i32,
+            scheme: scheme_to_wire(share.scheme) as i32,
             public_key: share.public_key,
             threshold: u32::from(share.threshold),
             participants: share.participants.into_iter().map(u32::from).collect(),
+        }))
+    }
+
+    async fn reserve_spend(
+        &self,
+        req: Request<pb::ReserveSpendRequest>,
+    ) -> Result<Response<pb::SpendReceipt>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
+        let req = req.into_inner();
+        // The key named by the intent (verified against its signature below).
+        let key_id = req
+            .intent
+            .as_ref()
+            .and_then(|i| sigil_policy::decode_intent(&i.intent).ok())
+            .map(|i| i.key_id)
+            .unwrap_or_default();
+        let result = async {
+            let share = self
+                .store
+                .current(&key_id)
+                .await?
+                .ok_or_else(|| NodeError::UnknownKey(key_id.clone()))?;
+            self.policy
+                .reserve(&share, req.intent.as_ref(), &actor)
+                .await
+        }
+        .await;
+        match result {
+            Ok(receipt) => Ok(Response::new(receipt)),
+            Err(e) => {
+                tracing::warn!(key_id = %key_id, error = %e, "spend refused");
+                let digest = req
+                    .intent
+                    .as_ref()
+                    .map(|i| sigil_policy::intent_sha256(&i.intent).to_vec())
+                    .unwrap_or_default();
+                self.audit
+                    .record_refusal(
+                        sigil_audit::Entry::new(actor, crate::audit::actions::SPEND_REFUSED)
+                            .key_id(key_id)
+                            .digest(digest),
+                        &e,
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn apply_policy(
+        &self,
+        req: Request<pb::NodeApplyPolicyRequest>,
+    ) -> Result<Response<pb::NodePolicy>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
+        let signed = req.into_inner().policy.unwrap_or_default();
+        let key_id = sigil_policy::PolicyDocument::from_document_bytes(&signed.document)
+            .map(|d| d.key_id)
+            .unwrap_or_default();
+        let result = async {
+            let share = self.store.current(&key_id).await?;
+            self.policy.apply(&signed, share.as_ref(), &actor).await
+        }
+        .await;
+        match result {
+            Ok(stored) => Ok(Response::new(pb::NodePolicy {
+                key_id: stored.key_id,
+                version: stored.version,
+                document_sha256: stored.document_sha256,
+                policy: Some(signed),
+                is_default: false,
+            })),
+            Err(e) => {
+                tracing::warn!(key_id = %key_id, error = %e, "policy document refused");
+                self.audit
+                    .record_refusal(
+                        sigil_audit::Entry::new(actor, crate::audit::actions::POLICY_REFUSED)
+                            .key_id(key_id)
+                            .digest(sigil_policy::document_sha256(&signed.document).to_vec()),
+                        &e,
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn get_policy(
+        &self,
+        req: Request<pb::NodeGetPolicyRequest>,
+    ) -> Result<Response<pb::NodePolicy>, Status> {
+        let key_id = req.into_inner().key_id;
+        if self
+            .store
+            .current(&key_id)
+            .await
+            .map_err(NodeError::from)?
+            .is_none()
+        {
+            return Err(NodeError::UnknownKey(key_id).into());
+        }
+        let in_force = self.policy.in_force(&key_id).await?;
+        Ok(Response::new(pb::NodePolicy {
+            key_id,
+            version: in_force.version,
+            document_sha256: in_force.document_sha256,
+            is_default: in_force.signed.is_none(),
+            policy: in_force.signed,
         }))
     }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sigil_protocol::Scheme;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -22,6 +23,12 @@ pub enum StoreError {
     Exists { key_id: String, epoch: u64 },
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("policy of key {key_id} is at version {current}; version {proposed} is not newer")]
+    Rollback {
+        key_id: String,
+        current: u64,
+        proposed: u64,
+    },
 }
 
 /// Lifecycle of a stored epoch.
@@ -63,7 +70,7 @@ impl FromStr for ShareStatus {
 pub struct StoredShare {
     pub key_id: String,
     pub epoch: u64,
-    pub scheme: String,
+    pub scheme: Scheme,
     pub status: ShareStatus,
     pub threshold: u16,
     pub participants: Vec<u16>,
@@ -109,7 +116,7 @@ pub trait ShareStore: Send + Sync + 'static {
 /// SQLite share store (WAL, `synchronous = FULL`: a share reported stored survives power loss).
 #[derive(Clone, Debug)]
 pub struct SqliteShareStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteShareStore {
@@ -154,7 +161,10 @@ impl SqliteShareStore {
             key_id: row.try_get("key_id")?,
             epoch: u64::try_from(epoch)
                 .map_err(|_| StoreError::Corrupt("negative epoch".into()))?,
-            scheme: row.try_get("scheme")?,
+            scheme: row
+                .try_get::<String, _>("scheme")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("scheme: {e}")))?,
             status: status.parse()?,
             threshold: u16::try_from(threshold)
                 .map_err(|_| StoreError::Corrupt("threshold out of range".into()))?,
@@ -188,7 +198,7 @@ impl ShareStore for SqliteShareStore {
         ))
         .bind(&share.key_id)
         .bind(epoch)
-        .bind(&share.scheme)
+        .bind(share.scheme.name())
         .bind(share.status.as_str())
         .bind(i64::from(share.threshold))
         .bind(participants)
@@ -281,7 +291,7 @@ mod tests {
         StoredShare {
             key_id: key_id.into(),
             epoch,
-            scheme: "frost-secp256k1".into(),
+            scheme: Scheme::FrostSecp256k1,
             status,
             threshold: 2,
             participants: vec![1, 2, 3],

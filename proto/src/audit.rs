@@ -1,6 +1,9 @@
 //! Exact, lossless conversions between the audit log's [`Record`] and
 //! [`SignedHead`] and their `sigil.v1` wire forms, `AuditRecord` and
-//! `SignedHead`.
+//! `SignedHead`; and the one conversion between an audit query on the wire
+//! (`QueryRecordsRequest` from auditors, `ExportAuditRequest` relayed to
+//! nodes) and the log's [`Filter`], so the coordinator and the nodes read
+//! the same request the same way.
 //!
 //! Every field of a record is covered by its hash, so a conversion that
 //! dropped or normalized anything would make relayed records fail
@@ -8,7 +11,7 @@
 //! that is not 32 bytes, a node id above 65535) are refused, never
 //! truncated: the auditor then reports the record as undecodable.
 
-use sigil_audit::{Record, SignedHead};
+use sigil_audit::{Filter, Record, SignedHead};
 
 use crate::v1 as pb;
 
@@ -119,9 +122,151 @@ pub fn head_from_wire(h: pb::SignedHead) -> Result<SignedHead, WireAuditError> {
     })
 }
 
+/// The conditions of an audit query as the wire carries them: empty
+/// strings and zeros mean "unset".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireConditions<'a> {
+    pub from_time: &'a str,
+    pub to_time: &'a str,
+    pub key_id: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub after_sequence: u64,
+    pub limit: u32,
+}
+
+/// A wire message that carries an audit query.
+pub trait WireQuery {
+    fn conditions(&self) -> WireConditions<'_>;
+}
+
+impl WireQuery for pb::QueryRecordsRequest {
+    fn conditions(&self) -> WireConditions<'_> {
+        WireConditions {
+            from_time: &self.from_time,
+            to_time: &self.to_time,
+            key_id: &self.key_id,
+            actor: &self.actor,
+            action: &self.action,
+            outcome: &self.outcome,
+            after_sequence: self.after_sequence,
+            limit: self.limit,
+        }
+    }
+}
+
+impl WireQuery for pb::ExportAuditRequest {
+    fn conditions(&self) -> WireConditions<'_> {
+        WireConditions {
+            from_time: &self.from_time,
+            to_time: &self.to_time,
+            key_id: &self.key_id,
+            actor: &self.actor,
+            action: &self.action,
+            outcome: &self.outcome,
+            after_sequence: self.after_sequence,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The log filter of a wire query. Empty strings are unset conditions;
+/// `after_sequence` 0 is no lower bound (sequences start at 1, so "after 0"
+/// and "from the start" are the same records); `limit` 0 is unset (whose
+/// meaning, a default page or every record, is the caller's: `query` or
+/// `export`).
+pub fn filter_from_wire(req: &impl WireQuery) -> Filter {
+    let c = req.conditions();
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Filter {
+        from_time: opt(c.from_time),
+        to_time: opt(c.to_time),
+        key_id: opt(c.key_id),
+        actor: opt(c.actor),
+        action: opt(c.action),
+        outcome: opt(c.outcome),
+        after_sequence: (c.after_sequence > 0).then_some(c.after_sequence),
+        limit: (c.limit > 0).then_some(c.limit),
+    }
+}
+
+/// The wire form of a filter as a query of `process`'s log (empty: the
+/// coordinator's); [`filter_from_wire`] reads it back.
+pub fn query_request(filter: &Filter, process: &str) -> pb::QueryRecordsRequest {
+    pb::QueryRecordsRequest {
+        from_time: filter.from_time.clone().unwrap_or_default(),
+        to_time: filter.to_time.clone().unwrap_or_default(),
+        key_id: filter.key_id.clone().unwrap_or_default(),
+        actor: filter.actor.clone().unwrap_or_default(),
+        action: filter.action.clone().unwrap_or_default(),
+        outcome: filter.outcome.clone().unwrap_or_default(),
+        limit: filter.limit.unwrap_or(0),
+        process: process.to_owned(),
+        after_sequence: filter.after_sequence.unwrap_or(0),
+    }
+}
+
+/// The wire form of a filter as an export request to a node;
+/// [`filter_from_wire`] reads it back.
+pub fn export_request(filter: &Filter) -> pb::ExportAuditRequest {
+    pb::ExportAuditRequest {
+        from_time: filter.from_time.clone().unwrap_or_default(),
+        to_time: filter.to_time.clone().unwrap_or_default(),
+        key_id: filter.key_id.clone().unwrap_or_default(),
+        actor: filter.actor.clone().unwrap_or_default(),
+        action: filter.action.clone().unwrap_or_default(),
+        outcome: filter.outcome.clone().unwrap_or_default(),
+        after_sequence: filter.after_sequence.unwrap_or(0),
+        limit: filter.limit.unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_queries_become_the_same_filter() {
+        let full = Filter::default()
+            .from_time("2025-01-31T00:00:00Z")
+            .to_time("2025-02-01T00:00:00Z")
+            .key_id("key-1")
+            .actor("spiffe://sigil.local/client/signer")
+            .action("request")
+            .outcome("refused")
+            .after_sequence(41)
+            .limit(7);
+        for filter in [Filter::default(), full] {
+            let query = query_request(&filter, "node-2");
+            assert_eq!(query.process, "node-2");
+            let export = export_request(&filter);
+            assert_eq!(filter_from_wire(&query), filter);
+            assert_eq!(filter_from_wire(&export), filter);
+        }
+    }
+
+    #[test]
+    fn zero_and_empty_mean_unset() {
+        let export = pb::ExportAuditRequest {
+            after_sequence: 0,
+            limit: 0,
+            ..Default::default()
+        };
+        let query = pb::QueryRecordsRequest {
+            after_sequence: 0,
+            limit: 0,
+            ..Default::default()
+        };
+        // "After sequence 0" is the whole log, the same as no lower bound.
+        assert_eq!(filter_from_wire(&export), Filter::default());
+        assert_eq!(filter_from_wire(&query), Filter::default());
+        let paged = pb::ExportAuditRequest {
+            after_sequence: 1,
+            ..Default::default()
+        };
+        assert_eq!(filter_from_wire(&paged).after_sequence, Some(1));
+    }
 
     fn record() -> Record {
         Record {

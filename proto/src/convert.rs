@@ -1,7 +1,12 @@
 //! Conversions between the wire types of `sigil.v1` and the protocol crate's
 //! types. Every conversion from the wire validates (lengths, ranges, required
 //! fields) and fails with a typed error instead of guessing.
+//!
+//! This is the one place the node, the coordinator and the CLI convert wire
+//! enums (schemes, message encodings) and read or write the gRPC metadata
+//! that carries protocol blame ([`metadata`]), so the three cannot drift apart.
 
+use sigil_protocol::engine::Encoding;
 use sigil_protocol::envelope::SignedMessage;
 use sigil_protocol::{Message, NodeId, ProtocolError, Recipient, Scheme, SessionId};
 
@@ -81,14 +86,147 @@ pub fn scheme_to_wire(s: Scheme) -> pb::Scheme {
     }
 }
 
+/// The scheme name (`frost-secp256k1`, …) of a wire enum value; `None` when
+/// it is unspecified or unknown.
+pub fn scheme_name_from_wire(v: i32) -> Option<&'static str> {
+    scheme_from_wire(v).ok().map(Scheme::name)
+}
+
+/// The wire enum value of a scheme name (`frost-secp256k1`, …);
+/// [`pb::Scheme::Unspecified`] for a name that is not a scheme.
+pub fn scheme_name_to_wire(name: &str) -> pb::Scheme {
+    name.parse::<Scheme>()
+        .map_or(pb::Scheme::Unspecified, scheme_to_wire)
+}
+
+/// How a sign request's message becomes what is signed, from its wire
+/// enum value. Unknown values are refused (`MESSAGE_ENCODING_RAW` is 0, so
+/// an unset field is `Raw`).
+pub fn encoding_from_wire(v: i32) -> Result<Encoding, ProtocolError> {
+    match pb::MessageEncoding::try_from(v) {
+        Ok(pb::MessageEncoding::Raw) => Ok(Encoding::Raw),
+        Ok(pb::MessageEncoding::Keccak256) => Ok(Encoding::Keccak256),
+        Ok(pb::MessageEncoding::Sha256) => Ok(Encoding::Sha256),
+        Err(_) => Err(ProtocolError::InvalidParameters(format!(
+            "unknown message encoding {v}"
+        ))),
+    }
+}
+
+/// The wire enum of a message encoding.
+pub fn encoding_to_wire(e: Encoding) -> pb::MessageEncoding {
+    match e {
+        Encoding::Raw => pb::MessageEncoding::Raw,
+        Encoding::Keccak256 => pb::MessageEncoding::Keccak256,
+        Encoding::Sha256 => pb::MessageEncoding::Sha256,
+    }
+}
+
 /// Node ids from the wire.
 pub fn node_ids_from_wire(ids: &[u32]) -> Result<Vec<NodeId>, ProtocolError> {
     ids.iter().map(|&id| NodeId::from_wire(id)).collect()
 }
 
+/// gRPC metadata a node sets on a protocol failure (`FAILED_PRECONDITION`)
+/// and the coordinator on a misbehaviour abort, so the blamed nodes travel
+/// as data and nobody parses error messages to exclude them; and the
+/// machine-readable details of policy refusals (`docs/policy.md`).
+pub mod metadata {
+    use tonic::metadata::{MetadataMap, MetadataValue};
+
+    /// The nodes a protocol error blames: comma-separated ids (`2,5`).
+    pub const CULPRITS: &str = "sigil-culprits";
+    /// Present when a protocol error implicates the relay (the coordinator).
+    pub const RELAY_SUSPECTED: &str = "sigil-relay-suspected";
+    /// The policy rule that refused a request (`assets[0].max_per_tx`, `requesters`, ...).
+    pub const POLICY_RULE: &str = "sigil-policy-rule";
+    /// Approvals an intent still needs: `<group>:<have>/<required>`.
+    pub const APPROVAL_REQUIRED: &str = "sigil-approval-required";
+    /// The pending approval a held sign request waits for.
+    pub const APPROVAL_ID: &str = "sigil-approval-id";
+
+    /// Sets [`CULPRITS`] to `culprits`; an empty list sets nothing.
+    pub fn insert_culprits(map: &mut MetadataMap, culprits: &[u16]) {
+        if culprits.is_empty() {
+            return;
+        }
+        let list: Vec<String> = culprits.iter().map(u16::to_string).collect();
+        if let Ok(v) = list.join(",").parse() {
+            map.insert(CULPRITS, v);
+        }
+    }
+
+    /// The nodes [`CULPRITS`] names; ids that do not parse are skipped, no
+    /// entry is an empty list.
+    pub fn culprits_from_metadata(map: &MetadataMap) -> Vec<u16> {
+        map.get(CULPRITS)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets [`RELAY_SUSPECTED`].
+    pub fn insert_relay_suspected(map: &mut MetadataMap) {
+        map.insert(RELAY_SUSPECTED, MetadataValue::from_static("true"));
+    }
+
+    /// True if [`RELAY_SUSPECTED`] is present (whatever its value).
+    pub fn relay_suspected(map: &MetadataMap) -> bool {
+        map.get(RELAY_SUSPECTED).is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemes_convert_by_enum_and_by_name() {
+        for scheme in Scheme::ALL {
+            let wire = scheme_to_wire(scheme) as i32;
+            assert_eq!(scheme_from_wire(wire), Ok(scheme));
+            assert_eq!(scheme_name_from_wire(wire), Some(scheme.name()));
+            assert_eq!(scheme_name_to_wire(scheme.name()), scheme_to_wire(scheme));
+        }
+        assert_eq!(scheme_name_from_wire(pb::Scheme::Unspecified as i32), None);
+        assert_eq!(scheme_name_from_wire(99), None);
+        assert!(scheme_from_wire(99).is_err());
+        assert_eq!(scheme_name_to_wire("frost-rsa"), pb::Scheme::Unspecified);
+    }
+
+    #[test]
+    fn encodings_round_trip_and_unknown_values_are_refused() {
+        for e in [Encoding::Raw, Encoding::Keccak256, Encoding::Sha256] {
+            assert_eq!(encoding_from_wire(encoding_to_wire(e) as i32), Ok(e));
+        }
+        assert_eq!(encoding_from_wire(0), Ok(Encoding::Raw));
+        assert!(matches!(
+            encoding_from_wire(3),
+            Err(ProtocolError::InvalidParameters(m)) if m.contains("unknown message encoding 3")
+        ));
+        assert!(encoding_from_wire(-1).is_err());
+    }
+
+    #[test]
+    fn culprit_metadata_round_trips() {
+        let mut map = tonic::metadata::MetadataMap::new();
+        assert!(metadata::culprits_from_metadata(&map).is_empty());
+        assert!(!metadata::relay_suspected(&map));
+        metadata::insert_culprits(&mut map, &[]);
+        assert!(map.get(metadata::CULPRITS).is_none());
+        metadata::insert_culprits(&mut map, &[2, 5]);
+        assert_eq!(
+            map.get(metadata::CULPRITS).and_then(|v| v.to_str().ok()),
+            Some("2,5")
+        );
+        assert_eq!(metadata::culprits_from_metadata(&map), vec![2, 5]);
+        metadata::insert_relay_suspected(&mut map);
+        assert!(metadata::relay_suspected(&map));
+
+        let mut odd = tonic::metadata::MetadataMap::new();
+        odd.insert(metadata::CULPRITS, "3,x,70000,4".parse().expect("ascii"));
+        assert_eq!(metadata::culprits_from_metadata(&odd), vec![3, 4]);
+    }
 
     #[test]
     fn messages_round_trip_and_invalid_ones_are_refused() {

@@ -105,6 +105,74 @@ impl TestCluster {
         Ok(ClientContext::with_files(self.cluster.info.clone(), files)?)
     }
 
+    /// Dev client `name`'s certificate key, to sign intents, approvals or policies.
+    pub fn signer(&self, name: &str) -> Result<sigil_cli::intent::Signer> {
+        Ok(sigil_cli::intent::Signer::from_tls(
+            &self.client(name)?.tls,
+        )?)
+    }
+
+    /// A sign request for an opaque message (FROST: raw; ECDSA: hashed with
+    /// `encoding`, or a digest with `Raw`) with an intent signed by the dev
+    /// client `signer`.
+    pub fn sign_request(
+        &self,
+        key: &sigil_proto::v1::KeyInfo,
+        message: &[u8],
+        encoding: sigil_proto::v1::MessageEncoding,
+        idempotency_key: &str,
+    ) -> Result<sigil_proto::v1::SignRequest> {
+        let scheme = sigil_proto::convert::scheme_from_wire(key.scheme)?;
+        let encoding = sigil_proto::convert::encoding_from_wire(encoding as i32)?;
+        Ok(self.signer("signer")?.sign_request(
+            &key.key_id,
+            "",
+            sigil_cli::intent::raw_payload(scheme, message, encoding),
+            idempotency_key,
+        )?)
+    }
+
+    /// `req` (written the pre-intent way: key, message, encoding, path,
+    /// idempotency key) with the payment service's signed intent for exactly
+    /// that attached, as a client of the intent API sends it. Unknown keys
+    /// get an intent for a raw message (the coordinator refuses them).
+    pub async fn intended(
+        &self,
+        mut req: sigil_proto::v1::SignRequest,
+    ) -> Result<sigil_proto::v1::SignRequest, tonic::Status> {
+        let internal = |e: &dyn std::fmt::Display| tonic::Status::internal(e.to_string());
+        let channel = self.coordinator_as("operator").map_err(|e| internal(&e))?;
+        let scheme = sigil_proto::v1::key_admin_client::KeyAdminClient::new(channel)
+            .get_key(sigil_proto::v1::GetKeyRequest {
+                key_id: req.key_id.clone(),
+            })
+            .await
+            .ok()
+            .and_then(|k| sigil_proto::convert::scheme_from_wire(k.into_inner().scheme).ok())
+            .unwrap_or(sigil_protocol::Scheme::FrostSecp256k1);
+        let payload = match sigil_proto::convert::encoding_from_wire(req.encoding) {
+            Ok(encoding) => sigil_cli::intent::raw_payload(scheme, &req.message, encoding),
+            // An encoding the API does not know travels as is, for the cluster to refuse.
+            Err(_) => sigil_proto::v1::payload::Kind::RawMessage(sigil_proto::v1::RawMessage {
+                message: req.message.clone(),
+                encoding: req.encoding,
+            }),
+        };
+        let signer = self.signer("signer").map_err(|e| internal(&e))?;
+        req.intent = Some(
+            signer
+                .intent(
+                    &req.key_id,
+                    &req.derivation_path,
+                    payload,
+                    &req.idempotency_key,
+                    sigil_cli::intent::DEFAULT_INTENT_TTL,
+                )
+                .map_err(|e| internal(&e))?,
+        );
+        Ok(req)
+    }
+
     /// A channel to the coordinator as dev client `name`.
     pub fn coordinator_as(&self, name: &str) -> Result<Channel> {
         Ok(self.client(name)?.coordinator()?)
@@ -338,6 +406,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
 /// play a compromised coordinator: replay, drop, alter or misroute messages.
 pub struct RogueCoordinator {
     ctx: ClientContext,
+    /// The payment service's key, for the genuine intents an honest
+    /// coordinator would relay (tests of a compromised payment service too).
+    payment_service: sigil_cli::intent::Signer,
 }
 
 impl std::fmt::Debug for RogueCoordinator {
@@ -350,7 +421,68 @@ impl RogueCoordinator {
     pub fn new(tc: &TestCluster) -> Result<Self> {
         Ok(Self {
             ctx: tc.client_with(tc.pki.identity_files(&Identity::Coordinator))?,
+            payment_service: tc.signer("signer")?,
         })
+    }
+
+    /// The payment service's signing identity (dev client `signer`).
+    pub fn payment_service(&self) -> &sigil_cli::intent::Signer {
+        &self.payment_service
+    }
+
+    /// A genuine intent of the payment service for an opaque `message` on
+    /// `key`, and spend receipts for it from those of `nodes` that give one
+    /// (best effort: a node refusing is left for the session to show).
+    pub async fn genuine_intent(
+        &self,
+        key: &sigil_proto::v1::KeyInfo,
+        message: &[u8],
+        encoding: sigil_proto::v1::MessageEncoding,
+        nodes: &[u16],
+    ) -> Result<(
+        sigil_proto::v1::SignedIntent,
+        Vec<sigil_proto::v1::SpendReceipt>,
+    )> {
+        let scheme = sigil_proto::convert::scheme_from_wire(key.scheme)?;
+        let encoding = sigil_proto::convert::encoding_from_wire(encoding as i32)?;
+        let intent = self.payment_service.intent(
+            &key.key_id,
+            "",
+            sigil_cli::intent::raw_payload(scheme, message, encoding),
+            &format!("rogue-{}", uuid::Uuid::new_v4()),
+            sigil_cli::intent::DEFAULT_INTENT_TTL,
+        )?;
+        let mut receipts = Vec::new();
+        for id in nodes {
+            if let Ok(mut r) = self.receipts(&intent, &[*id]).await {
+                receipts.append(&mut r);
+            }
+        }
+        Ok((intent, receipts))
+    }
+
+    /// Spend receipts for `intent` from `nodes` (each checks and counts it),
+    /// as the coordinator collects them before a signing session.
+    pub async fn receipts(
+        &self,
+        intent: &sigil_proto::v1::SignedIntent,
+        nodes: &[u16],
+    ) -> Result<Vec<sigil_proto::v1::SpendReceipt>, tonic::Status> {
+        let mut out = Vec::new();
+        for id in nodes {
+            let mut client = self
+                .node(*id)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            out.push(
+                client
+                    .reserve_spend(sigil_proto::v1::ReserveSpendRequest {
+                        intent: Some(intent.clone()),
+                    })
+                    .await?
+                    .into_inner(),
+            );
+        }
+        Ok(out)
     }
 
     pub fn node(&self, id: u16) -> Result<sigil_proto::v1::node_client::NodeClient<Channel>> {

@@ -149,12 +149,15 @@ async fn bad_signature_share_is_named_recorded_and_signing_retries_without_it() 
     for i in 0..4 {
         let msg = format!("payment {i}").into_bytes();
         let sig = signing
-            .sign(pb::SignRequest {
-                key_id: key.key_id.clone(),
-                message: msg.clone(),
-                idempotency_key: format!("bad-{i}"),
-                ..Default::default()
-            })
+            .sign(
+                tc.intended(pb::SignRequest {
+                    key_id: key.key_id.clone(),
+                    message: msg.clone(),
+                    idempotency_key: format!("bad-{i}"),
+                    ..Default::default()
+                })
+                .await?,
+            )
             .await?
             .into_inner();
         assert!(
@@ -192,12 +195,15 @@ async fn signing_fails_naming_the_culprit_when_no_honest_quorum_remains() -> Res
     let tc = TestCluster::start_with(3, Some(faulty_nodes(&[1, 2, 3]))).await?;
     let key = create_key(&tc, pb::Scheme::FrostEd25519, 3).await?;
     let err = SigningClient::new(tc.coordinator_as("signer")?)
-        .sign(pb::SignRequest {
-            key_id: key.key_id,
-            message: b"m".to_vec(),
-            idempotency_key: "x".into(),
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key.key_id,
+                message: b"m".to_vec(),
+                idempotency_key: "x".into(),
+                ..Default::default()
+            })
+            .await?,
+        )
         .await
         .expect_err("signed with bad shares");
     // Every share is bad: all are named, and no honest quorum remains.
@@ -225,13 +231,15 @@ async fn ecdsa_corrupted_final_values_abort_signing_without_a_signature() -> Res
     let key = create_key(&tc, pb::Scheme::EcdsaSecp256k1, 2).await?;
     let before = stored_shares(&tc).await?;
     let mut signing = SigningClient::new(tc.coordinator_as("signer")?);
-    let request = pb::SignRequest {
-        key_id: key.key_id.clone(),
-        message: b"withdraw everything".to_vec(),
-        idempotency_key: "corrupt-final-values".into(),
-        encoding: pb::MessageEncoding::Keccak256 as i32,
-        ..Default::default()
-    };
+    let request = tc
+        .intended(pb::SignRequest {
+            key_id: key.key_id.clone(),
+            message: b"withdraw everything".to_vec(),
+            idempotency_key: "corrupt-final-values".into(),
+            encoding: pb::MessageEncoding::Keccak256 as i32,
+            ..Default::default()
+        })
+        .await?;
     // The second time, the same request: no signature was stored to replay.
     for attempt in 1..=2 {
         let err = signing
@@ -268,13 +276,16 @@ async fn ecdsa_faulty_signer_is_avoided_by_another_quorum_and_excluded() -> Resu
     let mut admin = KeyAdminClient::new(tc.coordinator_as("operator")?);
     for i in 0..3 {
         let resp = signing
-            .sign(pb::SignRequest {
-                key_id: key.key_id.clone(),
-                message: format!("payout {i}").into_bytes(),
-                idempotency_key: format!("faulty-{i}"),
-                encoding: pb::MessageEncoding::Keccak256 as i32,
-                ..Default::default()
-            })
+            .sign(
+                tc.intended(pb::SignRequest {
+                    key_id: key.key_id.clone(),
+                    message: format!("payout {i}").into_bytes(),
+                    idempotency_key: format!("faulty-{i}"),
+                    encoding: pb::MessageEncoding::Keccak256 as i32,
+                    ..Default::default()
+                })
+                .await?,
+            )
             .await?
             .into_inner();
         assert!(
@@ -304,11 +315,12 @@ async fn start_signing(
     session: &[u8],
 ) -> Result<Outputs> {
     let identities = rogue.identities(signers).await?;
+    let start = sign_start(rogue, key, session, identities).await?;
     let mut out = BTreeMap::new();
     for id in signers {
         let resp = rogue
             .node(*id)?
-            .start_session(sign_start(key, session, identities.clone()))
+            .start_session(start.clone())
             .await?
             .into_inner();
         out.insert(*id, resp.messages);
@@ -316,18 +328,29 @@ async fn start_signing(
     Ok(out)
 }
 
-fn sign_start(
+/// The start of a signing session as an honest coordinator would send it
+/// for a genuine intent of the payment service (so that every refusal below
+/// is about what the rogue coordinator does with it): the intent, and spend
+/// receipts from the participants that give one.
+async fn sign_start(
+    rogue: &RogueCoordinator,
     key: &pb::KeyInfo,
     session: &[u8],
     participants: Vec<pb::NodeIdentity>,
-) -> pb::StartSessionRequest {
+) -> Result<pb::StartSessionRequest> {
     // ECDSA signs a 32-byte digest: the nodes hash the message themselves.
     let encoding = if is_ecdsa(key) {
         pb::MessageEncoding::Keccak256
     } else {
         pb::MessageEncoding::Raw
     };
-    pb::StartSessionRequest {
+    let message = b"drain the treasury".to_vec();
+    let ids: Vec<u16> = participants
+        .iter()
+        .filter_map(|p| u16::try_from(p.node_id).ok())
+        .collect();
+    let (intent, receipts) = rogue.genuine_intent(key, &message, encoding, &ids).await?;
+    Ok(pb::StartSessionRequest {
         session_id: session.to_vec(),
         request_id: "rogue".into(),
         participants,
@@ -335,12 +358,13 @@ fn sign_start(
         kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
             key_id: key.key_id.clone(),
             epoch: 0,
-            message: b"drain the treasury".to_vec(),
+            message,
             derivation_path: String::new(),
-            authorization: None,
             encoding: encoding as i32,
+            intent: Some(intent),
+            receipts,
         })),
-    }
+    })
 }
 
 async fn step(
@@ -463,7 +487,7 @@ async fn replayed_rounds_and_reused_sessions_are_refused(
     let identities = rogue.identities(&signers).await?;
     let err = rogue
         .node(1)?
-        .start_session(sign_start(key, &session, identities))
+        .start_session(sign_start(rogue, key, &session, identities).await?)
         .await
         .expect_err("session reused");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -655,7 +679,7 @@ async fn messages_from_outside_the_quorum_are_refused(
         let identities = rogue.identities(&[1, 3]).await?;
         let outsider = rogue
             .node(3)?
-            .start_session(sign_start(key, &session, identities))
+            .start_session(sign_start(rogue, key, &session, identities).await?)
             .await?
             .into_inner()
             .messages;
@@ -689,7 +713,7 @@ async fn signing_requests_outside_the_key_are_refused(
     let identities = rogue.identities(&[1]).await?;
     let err = rogue
         .node(1)?
-        .start_session(sign_start(key, &session_id(), identities))
+        .start_session(sign_start(rogue, key, &session_id(), identities).await?)
         .await
         .expect_err("1 signer");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -703,7 +727,7 @@ async fn signing_requests_outside_the_key_are_refused(
     let identities = rogue.identities(&[1, 2]).await?;
     let err = rogue
         .node(1)?
-        .start_session(sign_start(&unknown, &session_id(), identities))
+        .start_session(sign_start(rogue, &unknown, &session_id(), identities).await?)
         .await
         .expect_err("unknown key");
     assert_eq!(err.code(), Code::NotFound);
@@ -721,7 +745,7 @@ async fn substituted_identities_are_refused_for(
     swapped[1].encryption_key = vec![9; 32];
     let err = rogue
         .node(1)?
-        .start_session(sign_start(key, &session_id(), swapped))
+        .start_session(sign_start(rogue, key, &session_id(), swapped).await?)
         .await
         .expect_err("swapped key");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -735,7 +759,7 @@ async fn substituted_identities_are_refused_for(
     impostor[1].certificate_chain = rogue.identities(&[3]).await?[0].certificate_chain.clone();
     let err = rogue
         .node(1)?
-        .start_session(sign_start(key, &session_id(), impostor))
+        .start_session(sign_start(rogue, key, &session_id(), impostor).await?)
         .await
         .expect_err("impostor");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -821,13 +845,16 @@ async fn ecdsa_signing_sessions_resist_a_rogue_coordinator() -> Result<()> {
     // The key is intact: the real coordinator still signs with it.
     let message = b"after the attack".to_vec();
     let sig = SigningClient::new(tc.coordinator_as("signer")?)
-        .sign(pb::SignRequest {
-            key_id: key.key_id.clone(),
-            message: message.clone(),
-            idempotency_key: "after".into(),
-            encoding: pb::MessageEncoding::Keccak256 as i32,
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key.key_id.clone(),
+                message: message.clone(),
+                idempotency_key: "after".into(),
+                encoding: pb::MessageEncoding::Keccak256 as i32,
+                ..Default::default()
+            })
+            .await?,
+        )
         .await?
         .into_inner();
     let digest: [u8; 32] = Keccak256::digest(&message).into();
@@ -1057,7 +1084,7 @@ async fn dkg_tampering_is_detected_and_blamed_on_the_relay(
         for id in &signers {
             let err = rogue
                 .node(*id)?
-                .start_session(sign_start(&key, &session_id(), identities.clone()))
+                .start_session(sign_start(&rogue, &key, &session_id(), identities.clone()).await?)
                 .await
                 .expect_err("a pending share signed");
             assert_eq!(err.code(), Code::NotFound, "node {id}: {err:?}");
@@ -1246,12 +1273,15 @@ async fn node_databases_hold_no_plaintext_share() -> Result<()> {
     let key = create_key(&tc, pb::Scheme::FrostSecp256k1, 2).await?;
     // Sign once so the databases have seen a full lifecycle.
     SigningClient::new(tc.coordinator_as("signer")?)
-        .sign(pb::SignRequest {
-            key_id: key.key_id.clone(),
-            message: b"m".to_vec(),
-            idempotency_key: "i".into(),
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key.key_id.clone(),
+                message: b"m".to_vec(),
+                idempotency_key: "i".into(),
+                ..Default::default()
+            })
+            .await?,
+        )
         .await?;
     let data = tc.stop().await;
 

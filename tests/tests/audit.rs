@@ -43,12 +43,15 @@ async fn sign(
         .coordinator_as("signer")
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     SigningClient::new(channel)
-        .sign(pb::SignRequest {
-            key_id: key_id.to_owned(),
-            message: format!("pay {idempotency_key}").into_bytes(),
-            idempotency_key: idempotency_key.to_owned(),
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key_id.to_owned(),
+                message: format!("pay {idempotency_key}").into_bytes(),
+                idempotency_key: idempotency_key.to_owned(),
+                ..Default::default()
+            })
+            .await?,
+        )
         .await
         .map(tonic::Response::into_inner)
 }
@@ -816,14 +819,17 @@ async fn ecdsa_signatures_are_backed_by_share_records() -> Result<()> {
         .key
         .context("no key")?;
     let sig = SigningClient::new(tc.coordinator_as("signer")?)
-        .sign(pb::SignRequest {
-            key_id: key.key_id.clone(),
-            message: b"ecdsa payment".to_vec(),
-            idempotency_key: "ecdsa-1".into(),
-            derivation_path: "m/0/7".into(),
-            encoding: pb::MessageEncoding::Keccak256 as i32,
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key.key_id.clone(),
+                message: b"ecdsa payment".to_vec(),
+                idempotency_key: "ecdsa-1".into(),
+                derivation_path: "m/0/7".into(),
+                encoding: pb::MessageEncoding::Keccak256 as i32,
+                ..Default::default()
+            })
+            .await?,
+        )
         .await?
         .into_inner();
     let live = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
@@ -869,6 +875,10 @@ async fn abandon_session(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
+    let message = b"never finished".to_vec();
+    let (intent, receipts) = rogue
+        .genuine_intent(key, &message, pb::MessageEncoding::Raw, &[1, 2])
+        .await?;
     let started = rogue
         .node(1)?
         .start_session(pb::StartSessionRequest {
@@ -882,7 +892,9 @@ async fn abandon_session(
             },
             kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
                 key_id: key.key_id.clone(),
-                message: b"never finished".to_vec(),
+                message,
+                intent: Some(intent),
+                receipts,
                 ..Default::default()
             })),
         })

@@ -38,14 +38,17 @@ async fn sign(
         .coordinator_as("signer")
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     SigningClient::new(ch)
-        .sign(pb::SignRequest {
-            key_id: key_id.into(),
-            message: message.to_vec(),
-            idempotency_key: idem.into(),
-            derivation_path: path.into(),
-            encoding: encoding as i32,
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key_id.into(),
+                message: message.to_vec(),
+                idempotency_key: idem.into(),
+                derivation_path: path.into(),
+                encoding: encoding as i32,
+                ..Default::default()
+            })
+            .await?,
+        )
         .await
         .map(tonic::Response::into_inner)
 }
@@ -362,7 +365,7 @@ async fn malformed_ecdsa_requests_are_refused() -> Result<()> {
     .context("accepted")?;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status.message().contains("32-byte digest"),
+        status.message().contains("a raw digest is 32 bytes"),
         "{}",
         status.message()
     );
@@ -378,13 +381,16 @@ async fn malformed_ecdsa_requests_are_refused() -> Result<()> {
     assert!(status.await.is_ok());
     let ch = tc.coordinator_as("signer")?;
     let status = SigningClient::new(ch)
-        .sign(pb::SignRequest {
-            key_id: key.key_id.clone(),
-            message: vec![1; 32],
-            idempotency_key: "x3".into(),
-            encoding: 99,
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key.key_id.clone(),
+                message: vec![1; 32],
+                idempotency_key: "x3".into(),
+                encoding: 99,
+                ..Default::default()
+            })
+            .await?,
+        )
         .await
         .err()
         .context("accepted")?;

@@ -37,12 +37,15 @@ async fn sign(
         .coordinator_as("signer")
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     SigningClient::new(ch)
-        .sign(pb::SignRequest {
-            key_id: key_id.into(),
-            message: message.to_vec(),
-            idempotency_key: idem.into(),
-            ..Default::default()
-        })
+        .sign(
+            tc.intended(pb::SignRequest {
+                key_id: key_id.into(),
+                message: message.to_vec(),
+                idempotency_key: idem.into(),
+                ..Default::default()
+            })
+            .await?,
+        )
         .await
         .map(tonic::Response::into_inner)
 }
@@ -206,7 +209,8 @@ async fn idempotency_returns_the_stored_signature_and_refuses_changes() -> Resul
     let err = sign(&tc, &key.key_id, b"message B", "")
         .await
         .expect_err("missing key accepted");
-    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("malformed intent"), "{err:?}");
     let err = sign(&tc, "key-does-not-exist", b"m", "x")
         .await
         .expect_err("unknown key");

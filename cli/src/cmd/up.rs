@@ -1,0 +1,114 @@
+//! `sigil up`: a local cluster (coordinator and nodes) on loopback, with
+//! the data directory's PKI, until Ctrl-C.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::json;
+use sigil_cli::local::{ClusterSpec, LocalCluster};
+use sigil_cli::output::Text;
+
+use super::Context;
+
+/// The audit database value that keeps a log in memory (benchmarks only).
+const AUDIT_MEMORY: &str = sigil_coordinator::config::AUDIT_MEMORY;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Number of signer nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Coordinator port; node i listens on port + i.
+    #[arg(long, default_value_t = 7400)]
+    port: u16,
+    /// Use ephemeral ports instead of --port.
+    #[arg(long)]
+    ephemeral_ports: bool,
+    /// Keep every audit log in memory instead of the databases. FOR
+    /// BENCHMARKS ONLY: nothing is durable and fail-closed means nothing.
+    #[arg(long)]
+    audit_in_memory: bool,
+    /// Keep each process's audit log in its state database instead of
+    /// its own file (`<stem>-audit.db`, the default): the log then shares
+    /// SQLite's write lock with the process's other writes (slower; for
+    /// comparison).
+    #[arg(long, conflicts_with = "audit_in_memory")]
+    audit_in_state_database: bool,
+}
+
+/// Where `sigil up` keeps the audit logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuditPlacement {
+    /// Each process's own `<stem>-audit.db`.
+    Default,
+    /// In memory (benchmarks only).
+    Memory,
+    /// In each process's state database.
+    StateDatabase,
+}
+
+impl UpArgs {
+    fn audit(&self) -> AuditPlacement {
+        if self.audit_in_memory {
+            AuditPlacement::Memory
+        } else if self.audit_in_state_database {
+            AuditPlacement::StateDatabase
+        } else {
+            AuditPlacement::Default
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let mut spec = ClusterSpec::new(ctx.data_dir(), args.nodes);
+    spec.base_port = (!args.ephemeral_ports).then_some(args.port);
+    match args.audit() {
+        AuditPlacement::Default => {}
+        AuditPlacement::Memory => {
+            eprintln!("WARNING: audit logs in memory (--audit-in-memory): for benchmarks only");
+            spec.node_audit.database = Some(AUDIT_MEMORY.to_owned());
+            spec.coordinator_audit.database = Some(AUDIT_MEMORY.to_owned());
+        }
+        AuditPlacement::StateDatabase => {
+            // Relative to each process's config directory, like `database`.
+            spec.node_audit.database = Some("node.db".to_owned());
+            spec.coordinator_audit.database = Some("coordinator.db".to_owned());
+        }
+    }
+    let cluster = LocalCluster::start(spec).await?;
+    let nodes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| json!({"node_id": n.id, "zone": n.zone, "endpoint": n.addr.to_string()}))
+        .collect();
+    ctx.out.print(
+        &json!({"coordinator": cluster.coordinator_addr.to_string(), "nodes": nodes, "data_dir": cluster.data_dir}),
+        || {
+            let dd = cluster.data_dir.display();
+            let mut t = Text::new();
+            t.line(format_args!("Sigil local cluster is up (data in {dd})"));
+            t.line(format_args!("  coordinator  {}", cluster.coordinator_addr));
+            for n in &cluster.nodes {
+                t.line(format_args!("  node {}       {}  ({})", n.id, n.addr, n.zone));
+            }
+            t.line("");
+            t.line("Try, in another terminal:");
+            t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} health"));
+            t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} nodes"));
+            t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} key list"));
+            t.line(format_args!(
+                "  grpcurl -cacert {dd}/pki/ca.pem -cert {dd}/pki/client-operator.pem -key {dd}/pki/client-operator.key \\\n      -authority sigil.invalid {} list",
+                cluster.coordinator_addr
+            ));
+            t.line("");
+            t.line("Ctrl-C stops the cluster.");
+            t.into()
+        },
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping...");
+    cluster.shutdown().await;
+    Ok(())
+}
