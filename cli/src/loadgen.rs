@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use rand::rngs::OsRng;
+use sigil_proto::v1 as pb;
 use sigil_proto::v1::signing_client::SigningClient;
 use sigil_protocol::Scheme;
 use sigil_protocol::engine::Encoding;
@@ -43,6 +44,41 @@ pub struct LoadSpec {
     pub message_size: usize,
     /// Prefix of every idempotency key; each request appends its sequence number.
     pub idempotency_prefix: String,
+    /// What each request asks to sign.
+    pub payload: LoadPayload,
+}
+
+/// What the load generator signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LoadPayload {
+    /// A random message (a 32-byte digest for ECDSA): policy allows it as raw signing.
+    #[default]
+    Raw,
+    /// An unsigned EIP-1559 transfer of 1 wei on chain 1 (ECDSA keys): every
+    /// node decodes it and applies the key's limits and lists to it.
+    EthTransfer,
+}
+
+impl LoadPayload {
+    /// The payload of request `seq` (`message` is fresh random bytes).
+    pub fn build(self, scheme: Scheme, message: &[u8], seq: u64) -> pb::payload::Kind {
+        match self {
+            Self::Raw => raw_payload(scheme, message, Encoding::Raw),
+            Self::EthTransfer => pb::payload::Kind::EthereumTransaction(
+                sigil_chains::Eip1559Tx {
+                    chain_id: 1,
+                    nonce: seq,
+                    max_priority_fee_per_gas: 1_000_000_000,
+                    max_fee_per_gas: 30_000_000_000,
+                    gas_limit: 21_000,
+                    to: Some([0x11; 20]),
+                    value: sigil_chains::U256::from(1u64),
+                    data: Vec::new(),
+                }
+                .signing_payload(),
+            ),
+        }
+    }
 }
 
 /// Latency percentiles of the successful requests.
@@ -157,7 +193,7 @@ pub async fn run(spec: &LoadSpec, channels: &[Channel]) -> LoadReport {
                 let request = match spec.signer.sign_request(
                     &spec.key_id,
                     "",
-                    raw_payload(spec.scheme, &message, Encoding::Raw),
+                    spec.payload.build(spec.scheme, &message, seq),
                     &format!("{}-{seq}", spec.idempotency_prefix),
                 ) {
                     Ok(request) => request,

@@ -8,15 +8,15 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sigil_cli::intent::{Signer, raw_payload};
-use sigil_cli::loadgen::{self, LoadSpec};
+use sigil_cli::intent::Signer;
+use sigil_cli::loadgen::{self, LoadPayload, LoadSpec};
 use sigil_cli::output::Text;
 use sigil_proto::convert::scheme_to_wire;
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::signing_client::SigningClient;
 use sigil_protocol::Scheme;
-use sigil_protocol::engine::{self, Encoding, SignInput};
+use sigil_protocol::engine::{self, SignInput};
 
 use super::sign::public_key;
 use super::{Context, parse_duration_arg, parse_scheme_arg};
@@ -56,6 +56,11 @@ pub struct BenchSignArgs {
     /// HTTP/2 connections the requests are spread over.
     #[arg(long, default_value_t = 1)]
     connections: usize,
+    /// What each request signs: `raw` (a random message or digest) or
+    /// `eth-transfer` (an EIP-1559 transfer the nodes decode and check
+    /// against the key's limits; ECDSA keys).
+    #[arg(long, value_enum, default_value_t = LoadPayload::Raw)]
+    payload: LoadPayload,
     /// How long to measure the in-process baseline (0s: skip it).
     #[arg(long, value_parser = parse_duration_arg, default_value = "3s")]
     baseline_duration: Duration,
@@ -115,17 +120,21 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
     for i in 0..args.connections {
         let channel = client.coordinator()?;
         let message = vec![0x5a; args.message_size];
+        let payload = args.payload.build(scheme, &message, u64::MAX - i as u64);
+        // What the nodes will sign for it, read the way they read it.
+        let parsed = sigil_policy::parse(
+            scheme,
+            &pb::Payload {
+                kind: Some(payload.clone()),
+            },
+        )
+        .context("the benchmark payload does not suit this key")?;
         let resp = SigningClient::new(channel.clone())
-            .sign(signer.sign_request(
-                &key_id,
-                "",
-                raw_payload(scheme, &message, Encoding::Raw),
-                &format!("{prefix}-warmup-{i}"),
-            )?)
+            .sign(signer.sign_request(&key_id, "", payload, &format!("{prefix}-warmup-{i}"))?)
             .await
             .with_context(|| format!("warm-up signature with key {key_id}"))?
             .into_inner();
-        let input = SignInput::new(scheme, &message, Encoding::Raw, "")?;
+        let input = SignInput::new(scheme, &parsed.message, parsed.encoding, "")?;
         engine::verify(scheme, &resp.public_key, &input, &resp.signature)
             .context("the warm-up signature does not verify")?;
         warm = Some((scheme, resp.signers.len()));
@@ -147,6 +156,7 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
         duration,
         message_size: args.message_size,
         idempotency_prefix: prefix,
+        payload: args.payload,
     };
     ctx.out.note(format_args!(
         "signing with {} ({scheme}, {threshold}-of-{participants}): concurrency {}, {} connection(s), {}-byte messages, {}...",
