@@ -40,6 +40,16 @@ pub enum DriveError {
         code: Code,
         message: String,
     },
+    /// A node refused the request on its own authority (intent, policy,
+    /// approvals): passed on to the client, never retried elsewhere.
+    #[error("node {node} refused: {message}")]
+    Denied {
+        node: u16,
+        code: Code,
+        message: String,
+        /// The refusal's machine-readable details (`sigil-policy-rule`, ...).
+        metadata: Vec<(&'static str, String)>,
+    },
     /// A node's protocol check failed and named culprits (possibly none).
     #[error("node {reporter} aborted the protocol: {message}")]
     Protocol {
@@ -61,7 +71,10 @@ impl DriveError {
     pub fn culprits(&self) -> Vec<u16> {
         match self {
             Self::Protocol { culprits, .. } | Self::BadOutput { culprits, .. } => culprits.clone(),
-            Self::Unavailable { .. } | Self::Refused { .. } | Self::GateClosed => Vec::new(),
+            Self::Unavailable { .. }
+            | Self::Refused { .. }
+            | Self::Denied { .. }
+            | Self::GateClosed => Vec::new(),
         }
     }
 
@@ -73,6 +86,23 @@ impl DriveError {
     }
 
     fn from_status(node: u16, status: &Status) -> Self {
+        if status.metadata().get(metadata::REFUSAL).is_some() {
+            return Self::Denied {
+                node,
+                code: status.code(),
+                message: status.message().to_owned(),
+                metadata: [metadata::POLICY_RULE, metadata::APPROVAL_REQUIRED]
+                    .iter()
+                    .filter_map(|k| {
+                        status
+                            .metadata()
+                            .get(*k)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| (*k, v.to_owned()))
+                    })
+                    .collect(),
+            };
+        }
         match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
                 Self::Unavailable {
@@ -193,6 +223,11 @@ async fn run(
         async move { (n.endpoint.id, client.start_session(req).await) }
     });
     let mut responses = collect(join_all(calls).await)?;
+    // Signing: each signer's spend receipt, relayed to every signer with round 1.
+    let receipts: Vec<pb::SpendReceipt> = responses
+        .iter()
+        .filter_map(|(_, r)| r.receipt.clone())
+        .collect();
     let mut transcript = Transcript::default();
     for round in 1..=steps + 1 {
         let mut relay = RoundRelay::new(session, ids).map_err(DriveError::from_relay)?;
@@ -243,6 +278,11 @@ async fn run(
                 session_id: session.as_bytes().to_vec(),
                 round: u32::from(round),
                 messages: inbound,
+                receipts: if round == 1 {
+                    receipts.clone()
+                } else {
+                    Vec::new()
+                },
             });
             req.set_timeout(timeout);
             async move { (n.endpoint.id, client.step(req).await) }

@@ -101,29 +101,33 @@ fn denied(rule: String, reason: String) -> CoordinatorError {
 /// A node's refusal of an intent or policy, passed on to the client with its
 /// code, its machine-readable details and the node named.
 pub(crate) fn node_refusal(node: u16, status: &tonic::Status) -> Option<CoordinatorError> {
-    let message = format!("node {node}: {}", status.message());
-    let copied = |keys: &[&'static str]| -> Vec<(&'static str, String)> {
-        keys.iter()
-            .filter_map(|k| {
-                status
-                    .metadata()
-                    .get(*k)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| (*k, v.to_owned()))
-            })
-            .collect()
-    };
-    match status.code() {
+    let metadata = [POLICY_RULE_METADATA, APPROVAL_REQUIRED_METADATA]
+        .iter()
+        .filter_map(|k| {
+            status
+                .metadata()
+                .get(*k)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (*k, v.to_owned()))
+        })
+        .collect();
+    refused_by_node(node, status.code(), status.message(), metadata)
+}
+
+/// [`node_refusal`] from its parts; `None` for codes that are not a refusal.
+pub(crate) fn refused_by_node(
+    node: u16,
+    code: Code,
+    message: &str,
+    metadata: Vec<(&'static str, String)>,
+) -> Option<CoordinatorError> {
+    let message = format!("node {node}: {message}");
+    match code {
         Code::PermissionDenied => Some(CoordinatorError::PermissionDenied(message)),
-        Code::FailedPrecondition => Some(CoordinatorError::FailedPrecondition {
-            message,
-            metadata: copied(&[POLICY_RULE_METADATA, APPROVAL_REQUIRED_METADATA]),
-        }),
+        Code::FailedPrecondition | Code::NotFound => {
+            Some(CoordinatorError::FailedPrecondition { message, metadata })
+        }
         Code::InvalidArgument => Some(CoordinatorError::InvalidRequest(message)),
-        Code::NotFound => Some(CoordinatorError::FailedPrecondition {
-            message,
-            metadata: Vec::new(),
-        }),
         _ => None,
     }
 }
@@ -136,8 +140,19 @@ impl Coordinator {
         }
     }
 
-    /// The coordinator's copy of `key_id`'s policy, else the configured default.
+    /// The coordinator's copy of `key_id`'s policy, else the configured
+    /// default; read through a short-lived cache ([`POLICY_CACHE_TTL`]: the
+    /// coordinator's checks only give early answers, the nodes enforce).
     pub async fn key_policy(&self, key_id: &str) -> Result<Option<KeyPolicy>, CoordinatorError> {
+        if let Some(cached) = self.policy_cache.get(key_id) {
+            return Ok(cached);
+        }
+        let loaded = self.load_key_policy(key_id).await?;
+        self.policy_cache.put(key_id, loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn load_key_policy(&self, key_id: &str) -> Result<Option<KeyPolicy>, CoordinatorError> {
         if let Some((version, bytes)) = self.store.get_policy(key_id).await? {
             let signed = pb::SignedPolicy::decode(bytes.as_slice())
                 .map_err(|e| CoordinatorError::Config(format!("stored policy: {e}")))?;
@@ -178,11 +193,17 @@ impl Coordinator {
         let key = self.key(&intent.key_id).await?;
         let scheme = key.scheme;
         let sha256 = sigil_policy::intent_sha256(&signed.intent);
-        // Approvals collected while the request was held.
-        if let Some(pending) = self
-            .store
-            .pending_for_request(requester, &intent.idempotency_key)
+        // Approvals collected while the request was held (only a policy with
+        // approval tiers holds requests).
+        let tiers = self
+            .key_policy(&key.key_id)
             .await?
+            .is_some_and(|p| !p.rules.approval_tiers.is_empty());
+        if tiers
+            && let Some(pending) = self
+                .store
+                .pending_for_request(requester, &intent.idempotency_key)
+                .await?
             && pending.intent_sha256 == sha256
         {
             for (_, bytes) in &pending.approvals {
@@ -359,24 +380,30 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Spend receipts from `accounting_quorum` distinct nodes: the signers
-    /// first, then other healthy participants. Each node checks and counts
-    /// the spend itself (once per intent, so a retried attempt is not
-    /// counted twice). A policy refusal by a node fails the request with the
-    /// node's reason; unreachable nodes are returned to be excluded.
+    /// Spend receipts the signers cannot give themselves: every signer
+    /// counts the spend when its session starts and returns a receipt that
+    /// the driver relays to the others with round 1, so only an accounting
+    /// quorum larger than the signing quorum needs receipts from other
+    /// healthy participants, asked here before the session. Each node checks
+    /// and counts the spend itself (once per intent, so a retried attempt is
+    /// not counted twice). A policy refusal by a node fails the request with
+    /// the node's reason; unreachable nodes are returned to be excluded.
     pub(crate) async fn collect_receipts(
         &self,
         admitted: &Admitted,
         signers: &[u16],
         excluded: &BTreeSet<u16>,
     ) -> Result<Vec<pb::SpendReceipt>, ReceiptFailure> {
-        let need = usize::from(admitted.accounting_quorum);
-        let mut asked: Vec<u16> = signers.to_vec();
+        let need = usize::from(admitted.accounting_quorum).saturating_sub(signers.len());
+        if need == 0 {
+            return Ok(Vec::new());
+        }
+        let mut asked: Vec<u16> = Vec::with_capacity(need);
         for id in &admitted.key.participants {
             if asked.len() >= need {
                 break;
             }
-            if !asked.contains(id) && !excluded.contains(id) && self.nodes.get(*id).is_some() {
+            if !signers.contains(id) && !excluded.contains(id) && self.nodes.get(*id).is_some() {
                 asked.push(*id);
             }
         }
@@ -482,6 +509,7 @@ impl Coordinator {
                 &crate::ops::now_rfc3339(),
             )
             .await?;
+        self.policy_cache.forget(&doc.key_id);
         tracing::info!(key_id = %doc.key_id, version = doc.version, ?accepted, failed = failed.len(), "policy relayed");
         Ok(pb::ApplyPolicyResponse {
             version: doc.version,
@@ -595,6 +623,36 @@ impl Coordinator {
         Ok(pb::ApproveResponse {
             pending: Some(pending_to_wire(&updated)?),
         })
+    }
+}
+
+/// How long the coordinator trusts its cached copy of a key's policy.
+pub const POLICY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keys' policies as the coordinator last read them, for [`POLICY_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub struct PolicyCache(
+    std::sync::RwLock<std::collections::HashMap<String, (Option<KeyPolicy>, std::time::Instant)>>,
+);
+
+impl PolicyCache {
+    fn get(&self, key_id: &str) -> Option<Option<KeyPolicy>> {
+        let map = self.0.read().ok()?;
+        map.get(key_id)
+            .filter(|(_, at)| at.elapsed() < POLICY_CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, key_id: &str, policy: Option<KeyPolicy>) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(key_id.to_owned(), (policy, std::time::Instant::now()));
+        }
+    }
+
+    fn forget(&self, key_id: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(key_id);
+        }
     }
 }
 

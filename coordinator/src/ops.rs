@@ -667,6 +667,20 @@ impl Coordinator {
                     misbehaved: false,
                 }
             }
+            DriveError::Denied {
+                node,
+                code,
+                message,
+                metadata,
+            } => {
+                // The node's own decision on the intent or policy: the client's answer.
+                tracing::warn!(%key_id, %session, node, ?code, %message, "node refused the request");
+                Attempt::Fatal(
+                    crate::intents::refused_by_node(node, code, &message, metadata).unwrap_or(
+                        CoordinatorError::Aborted(format!("node {node} refused: {message}")),
+                    ),
+                )
+            }
             DriveError::Refused {
                 node,
                 code,
@@ -765,7 +779,8 @@ impl Coordinator {
                     "{what} needs every participant; nodes {nodes:?} did not answer: {detail}"
                 ))
             }
-            DriveError::Refused { node, message, .. } => {
+            DriveError::Refused { node, message, .. }
+            | DriveError::Denied { node, message, .. } => {
                 CoordinatorError::Aborted(format!("node {node} refused {what}: {message}"))
             }
             e => {

@@ -86,6 +86,7 @@ impl CoordinatorServer {
                 audit,
                 tls: tls.clone(),
                 policy: config.policy.clone(),
+                policy_cache: Default::default(),
             }),
             config,
             tls,

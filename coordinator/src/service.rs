@@ -32,6 +32,7 @@ pub struct Coordinator {
     /// approvals and policy signatures.
     pub(crate) tls: Arc<sigil_tls::ReloadableTls>,
     pub(crate) policy: crate::config::PolicyConfig,
+    pub(crate) policy_cache: crate::intents::PolicyCache,
 }
 
 impl std::fmt::Debug for Coordinator {

@@ -23,7 +23,7 @@
 //! keeps the audit cost low (`docs/performance.md`).
 //! | `dkg_share_stored` | a DKG finished and this node stored its (pending) share | yes |
 //! | `key_committed` | the coordinator commits a key; the share becomes usable | yes |
-//! | `spend_counted` | an intent's spend was counted against this node's limits (a spend receipt or a signing session follows) | yes (deferred: committed before the count, synced with the next synced record) |
+//! | `spend_counted` | an intent's spend was counted against this node's limits (a spend receipt or a signing session follows) | yes (deferred: committed after the count and before any receipt or nonce, synced with the next synced record) |
 //! | `spend_refused` | `ReserveSpend` refused an intent (policy, approvals, signature, expiry...) | — |
 //! | `policy_applied` / `policy_refused` | a policy document took effect (with its SHA-256) or was refused | applied: yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |

@@ -81,6 +81,28 @@ pub enum NodeError {
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
+        let refusal = match &e {
+            NodeError::Unauthorized(_)
+            | NodeError::Refused(_)
+            | NodeError::GovernanceRefused(_)
+            | NodeError::PolicyDenied { .. }
+            | NodeError::ApprovalRequired { .. } => Some(crate::audit::refusal_kind(&e)),
+            _ => None,
+        };
+        let mut status = status_of(e);
+        if let Some(kind) = refusal {
+            status.metadata_mut().insert(
+                sigil_proto::convert::metadata::REFUSAL,
+                tonic::metadata::MetadataValue::from_static(kind),
+            );
+        }
+        status
+    }
+}
+
+/// The status of an error, before refusal metadata.
+fn status_of(e: NodeError) -> Status {
+    {
         match e {
             NodeError::InvalidRequest(m) => Status::invalid_argument(m),
             NodeError::Protocol(p) => protocol_status(&p),

@@ -80,12 +80,27 @@ pub trait Ledger: Send + Sync + 'static {
         at_ms: u64,
     ) -> Result<bool, IntentUse>;
     /// Records that `intent` opens one more signing session, refusing it
-    /// beyond `max_sessions`. Returns the sessions opened including this one.
+    /// beyond `max_sessions`, and counts `spends` for it if given and not
+    /// counted yet — one transaction. Returns the sessions opened including
+    /// this one, and whether the spends were counted now.
+    async fn count_and_open(
+        &self,
+        intent: &IntentRecord,
+        spends: Option<&[(String, Amount)]>,
+        at_ms: u64,
+        max_sessions: u32,
+    ) -> Result<(u32, bool), IntentUse>;
+    /// [`Ledger::count_and_open`] without spends.
     async fn open_session(
         &self,
         intent: &IntentRecord,
         max_sessions: u32,
-    ) -> Result<u32, IntentUse>;
+    ) -> Result<u32, IntentUse> {
+        Ok(self
+            .count_and_open(intent, None, now_ms(), max_sessions)
+            .await?
+            .0)
+    }
     /// What was counted for (`key_id`, `asset`) since `since_ms`.
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError>;
     /// Forgets intents that expired before `before_ms` (their replay is refused as expired).
@@ -121,6 +136,35 @@ macro_rules! intent_columns {
 }
 
 impl SqliteShareStore {
+    /// Adds `intent`'s spends and marks it counted. Runs inside `tx`.
+    async fn insert_spends(
+        tx: &mut sqlx::SqliteConnection,
+        intent: &IntentRecord,
+        spends: &[(String, Amount)],
+        at_ms: u64,
+    ) -> Result<(), IntentUse> {
+        for (asset, amount) in spends {
+            sqlx::query(
+                "INSERT INTO spends (key_id, asset, amount, intent_sha256, at_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&intent.key_id)
+            .bind(asset)
+            .bind(amount.to_string())
+            .bind(&intent.intent_sha256)
+            .bind(to_i64(at_ms, "time")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
+        sqlx::query("UPDATE intents SET counted = 1 WHERE requester = ? AND intent_id = ?")
+            .bind(&intent.requester)
+            .bind(&intent.intent_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// Inserts `intent` if absent and returns the stored row, refusing the
     /// same id with other contents. Runs inside `tx`.
     async fn upsert_intent(
@@ -251,47 +295,34 @@ impl Ledger for SqliteShareStore {
         if stored.counted {
             return Ok(false);
         }
-        for (asset, amount) in spends {
-            sqlx::query(
-                "INSERT INTO spends (key_id, asset, amount, intent_sha256, at_ms) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&intent.key_id)
-            .bind(asset)
-            .bind(amount.to_string())
-            .bind(&intent.intent_sha256)
-            .bind(to_i64(at_ms, "time")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        }
-        sqlx::query("UPDATE intents SET counted = 1 WHERE requester = ? AND intent_id = ?")
-            .bind(&intent.requester)
-            .bind(&intent.intent_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+        Self::insert_spends(&mut tx, intent, spends, at_ms).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(true)
     }
 
-    async fn open_session(
+    async fn count_and_open(
         &self,
         intent: &IntentRecord,
+        spends: Option<&[(String, Amount)]>,
+        at_ms: u64,
         max_sessions: u32,
-    ) -> Result<u32, IntentUse> {
-        let now = crate::ledger::now_ms();
+    ) -> Result<(u32, bool), IntentUse> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::from)?;
-        let stored = Self::upsert_intent(&mut tx, intent, now).await?;
+        let stored = Self::upsert_intent(&mut tx, intent, at_ms).await?;
         if stored.sessions >= max_sessions {
             return Err(IntentUse::Replayed {
                 requester: intent.requester.clone(),
                 intent_id: intent.intent_id.clone(),
                 sessions: stored.sessions,
             });
+        }
+        let counting = spends.filter(|_| !stored.counted);
+        if let Some(spends) = counting {
+            Self::insert_spends(&mut tx, intent, spends, at_ms).await?;
         }
         sqlx::query(
             "UPDATE intents SET sessions = sessions + 1 WHERE requester = ? AND intent_id = ?",
@@ -302,7 +333,7 @@ impl Ledger for SqliteShareStore {
         .await
         .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(stored.sessions + 1)
+        Ok((stored.sessions + 1, counting.is_some()))
     }
 
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError> {

@@ -11,13 +11,18 @@
 //! | the intent has not expired and its window is not longer than allowed | `FAILED_PRECONDITION` |
 //! | the intent is for this key and derivation path; the session's message, encoding and path are exactly what the intent's payload yields | `FAILED_PRECONDITION` |
 //! | the payload parses (deny by default) and this node's copy of the key's policy allows it: requester, raw signing, destinations, contracts, per-transaction and rolling 24-hour limits, approvals | `FAILED_PRECONDITION` with `sigil-policy-rule` or `sigil-approval-required` |
-//! | spend receipts from the policy's accounting quorum of distinct participants (this node's own count is one) | `FAILED_PRECONDITION` |
+//! | spend receipts from the policy's accounting quorum of distinct participants (this node's own count is one): at the start, or else at the first step, before anything that depends on the share leaves | `FAILED_PRECONDITION` |
 //! | the intent has not opened its allowance of sessions here (replay) | `FAILED_PRECONDITION` |
 //!
 //! The spend is counted once per intent in the node's [`Ledger`], durably
-//! and after its `spend_counted` audit record, either by `ReserveSpend`
-//! (which also signs a [`pb::SpendReceipt`] for the other signers) or at
-//! session start. Counting happens before any share can exist, so a crash
+//! with its `spend_counted` audit record committed before any receipt or
+//! nonce follows, at session start (in the
+//! same transaction that opens one more session of the intent) or by
+//! `ReserveSpend` on a node outside the signing quorum. Either way the node
+//! signs a [`pb::SpendReceipt`] for the other signers: a signer's travels
+//! back in its `StartSession` response and reaches the others with round
+//! 1, so the accounting quorum adds no round trip unless it exceeds the
+//! signing quorum. Counting happens before any share can exist, so a crash
 //! can over-count a spend that was never signed, never under-count one that
 //! was. The evaluation itself is `sigil_policy::evaluate`, a pure function.
 //!
@@ -74,6 +79,30 @@ impl From<Refusal> for NodeError {
     }
 }
 
+/// Receipts a signer still needs before it releases anything beyond its
+/// first round: the policy's accounting quorum of distinct participants
+/// that counted the spend (this node is one).
+#[derive(Debug, Clone)]
+pub struct ReceiptGate {
+    pub key_id: String,
+    pub participants: Vec<u16>,
+    pub intent_sha256: [u8; 32],
+    pub quorum: u16,
+    pub counted: BTreeSet<u16>,
+}
+
+/// What a signing session may go ahead with.
+#[derive(Debug)]
+pub struct SignCheck {
+    /// Exactly what is signed, from the intent.
+    pub input: SignInput,
+    pub verified: VerifiedIntent,
+    /// This node's receipt, for the other signers.
+    pub receipt: pb::SpendReceipt,
+    /// `Some` while the accounting quorum is not met: checked at the first step.
+    pub gate: Option<ReceiptGate>,
+}
+
 /// The rules in force for one key.
 #[derive(Debug, Clone)]
 pub struct InForce {
@@ -96,6 +125,9 @@ pub struct NodePolicy {
     /// Serializes evaluate-then-count, so two intents cannot both pass a limit
     /// that only one of them fits under.
     counting: tokio::sync::Mutex<()>,
+    /// The rules in force per key, parsed once: this node is the only writer
+    /// of its ledger's policies, and [`NodePolicy::apply`] replaces the entry.
+    in_force: std::sync::RwLock<std::collections::HashMap<String, Arc<InForce>>>,
 }
 
 impl std::fmt::Debug for NodePolicy {
@@ -152,6 +184,7 @@ impl NodePolicy {
             limits,
             officers,
             counting: tokio::sync::Mutex::new(()),
+            in_force: Default::default(),
         })
     }
 
@@ -174,7 +207,24 @@ impl NodePolicy {
 
     /// The rules in force for `key_id`: the newest signed document, else the
     /// configured default, else nothing is allowed.
-    pub async fn in_force(&self, key_id: &str) -> Result<InForce, NodeError> {
+    pub async fn in_force(&self, key_id: &str) -> Result<Arc<InForce>, NodeError> {
+        if let Some(cached) = self
+            .in_force
+            .read()
+            .ok()
+            .and_then(|c| c.get(key_id).cloned())
+        {
+            return Ok(cached);
+        }
+        let loaded = Arc::new(self.load_in_force(key_id).await?);
+        if let Ok(mut cache) = self.in_force.write() {
+            cache.insert(key_id.to_owned(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// [`Self::in_force`] from the ledger (or the configured default).
+    async fn load_in_force(&self, key_id: &str) -> Result<InForce, NodeError> {
         if let Some(stored) = self.ledger.policy(key_id).await.map_err(store_error)? {
             let signed = pb::SignedPolicy::decode(stored.signed_policy.as_slice())
                 .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("policy: {e}"))))?;
@@ -203,33 +253,17 @@ impl NodePolicy {
         }
     }
 
-    /// Evaluates `verified` against the key's policy and counts its spend,
-    /// once: an intent counted before is not evaluated or counted again.
-    /// Returns the policy in force.
-    pub async fn evaluate_and_count(
+    /// Evaluates `verified` against the key's policy with this node's
+    /// counters. Returns the policy in force and the spends to count — `None`
+    /// when the intent was counted here before (it is not evaluated or
+    /// counted again). The caller holds the counting lock until it has
+    /// written the spends, and records them first ([`Self::record_count`]).
+    async fn decide(
         &self,
         share: &StoredShare,
         verified: &VerifiedIntent,
-        actor: &str,
-    ) -> Result<InForce, NodeError> {
-        let _serial = self.counting.lock().await;
+    ) -> Result<(Arc<InForce>, Option<Vec<(String, sigil_policy::Amount)>>), NodeError> {
         let policy = self.in_force(&share.key_id).await?;
-        if let Some(known) = self
-            .ledger
-            .intent(&verified.requester, &verified.intent.intent_id)
-            .await
-            .map_err(store_error)?
-        {
-            if known.intent_sha256 != verified.sha256 {
-                return Err(intent_use(IntentUse::Forged {
-                    requester: known.requester,
-                    intent_id: known.intent_id,
-                }));
-            }
-            if known.counted {
-                return Ok(policy);
-            }
-        }
         let since = now_ms().saturating_sub(u64::try_from(DAY.as_millis()).unwrap_or(u64::MAX));
         let mut usage = BTreeMap::new();
         for m in &verified.parsed.movements {
@@ -250,31 +284,55 @@ impl NodePolicy {
         let decision = sigil_policy::evaluate(&policy.rules, &request, |asset: &str| {
             usage.get(asset).cloned().unwrap_or_default()
         });
-        let spends = match decision {
-            Decision::Allow { spends } => spends,
-            Decision::Deny(d) => {
-                return Err(NodeError::PolicyDenied {
-                    rule: d.rule,
-                    reason: d.reason,
-                });
-            }
+        let refusal = match decision {
+            // Counted here already or not, the ledger decides atomically.
+            Decision::Allow { spends } => return Ok((policy, Some(spends))),
+            Decision::Deny(d) => NodeError::PolicyDenied {
+                rule: d.rule,
+                reason: d.reason,
+            },
             Decision::NeedsApproval(ApprovalNeed {
                 rule,
                 group,
                 required,
                 have,
                 ..
-            }) => {
-                return Err(NodeError::ApprovalRequired {
-                    rule,
-                    group,
-                    required,
-                    have,
-                });
-            }
+            }) => NodeError::ApprovalRequired {
+                rule,
+                group,
+                required,
+                have,
+            },
         };
-        // Fail closed: counted only once on record. The record is committed
-        // before the count; its fsync rides on the share's synced record.
+        // An intent counted here before (a later session of the same request)
+        // is not evaluated again: its own spend is in the counters now.
+        match self
+            .ledger
+            .intent(&verified.requester, &verified.intent.intent_id)
+            .await
+            .map_err(store_error)?
+        {
+            Some(known) if known.intent_sha256 != verified.sha256 => {
+                Err(intent_use(IntentUse::Forged {
+                    requester: known.requester,
+                    intent_id: known.intent_id,
+                }))
+            }
+            Some(known) if known.counted => Ok((policy, None)),
+            _ => Err(refusal),
+        }
+    }
+
+    /// The `spend_counted` record of spends just counted: committed before
+    /// any receipt leaves or nonce is drawn (fail closed; its fsync rides on
+    /// the next synced record).
+    async fn record_count(
+        &self,
+        share: &StoredShare,
+        verified: &VerifiedIntent,
+        policy: &InForce,
+        actor: &str,
+    ) -> Result<(), NodeError> {
         let detail = format!("policy v{}: {}", policy.version, verified.parsed.summary());
         self.audit
             .record_deferred(
@@ -284,31 +342,20 @@ impl NodePolicy {
                     .digest(verified.sha256.to_vec())
                     .detail(truncate(detail)),
             )
-            .await?;
-        self.ledger
-            .count_spend(&record_of(verified), &spends, now_ms())
             .await
-            .map_err(intent_use)?;
-        Ok(policy)
     }
 
-    /// `ReserveSpend`: verify, evaluate and count, then sign a receipt.
-    pub async fn reserve(
+    /// This node's signed receipt for an intent it counted.
+    fn receipt(
         &self,
-        share: &StoredShare,
-        signed: Option<&pb::SignedIntent>,
-        actor: &str,
+        key_id: &str,
+        intent_sha256: &[u8; 32],
+        version: u64,
     ) -> Result<pb::SpendReceipt, NodeError> {
-        let scheme = share.scheme;
-        let verified = self.verify_intent(signed, &share.key_id, scheme)?;
-        let version = self
-            .evaluate_and_count(share, &verified, actor)
-            .await?
-            .version;
         let body = pb::SpendReceiptBody {
             node_id: u32::from(self.node_id),
-            key_id: share.key_id.clone(),
-            intent_sha256: verified.sha256.to_vec(),
+            key_id: key_id.to_owned(),
+            intent_sha256: intent_sha256.to_vec(),
             policy_version: version,
             issued_unix_ms: now_ms(),
         }
@@ -322,11 +369,35 @@ impl NodePolicy {
         })
     }
 
-    /// The participants whose receipts for `intent_sha256` on `key` verify.
-    fn receipt_signers(
+    /// `ReserveSpend`: verify, evaluate and count, then sign a receipt.
+    pub async fn reserve(
         &self,
         share: &StoredShare,
-        intent_sha256: &[u8; 32],
+        signed: Option<&pb::SignedIntent>,
+        actor: &str,
+    ) -> Result<pb::SpendReceipt, NodeError> {
+        let verified = self.verify_intent(signed, &share.key_id, share.scheme)?;
+        let serial = self.counting.lock().await;
+        let (policy, spends) = self.decide(share, &verified).await?;
+        if let Some(spends) = spends
+            && self
+                .ledger
+                .count_spend(&record_of(&verified), &spends, now_ms())
+                .await
+                .map_err(intent_use)?
+        {
+            // No receipt leaves unless the count is on record (a count
+            // without its record errs on the side of spending less).
+            self.record_count(share, &verified, &policy, actor).await?;
+        }
+        drop(serial);
+        self.receipt(&share.key_id, &verified.sha256, policy.version)
+    }
+
+    /// The participants of `gate`'s key whose receipts for its intent verify.
+    fn receipt_signers(
+        &self,
+        gate: &ReceiptGate,
         receipts: &[pb::SpendReceipt],
     ) -> Result<BTreeSet<u16>, NodeError> {
         let mut signers = BTreeSet::new();
@@ -335,14 +406,18 @@ impl NodePolicy {
                 .map_err(|e| NodeError::Refused(format!("spend receipt {i} is malformed: {e}")))?;
             let node = u16::try_from(body.node_id)
                 .ok()
-                .filter(|n| share.participants.contains(n))
+                .filter(|n| gate.participants.contains(n))
                 .ok_or_else(|| {
                     NodeError::Refused(format!(
                         "spend receipt {i} is from node {}, not a participant of key {}",
-                        body.node_id, share.key_id
+                        body.node_id, gate.key_id
                     ))
                 })?;
-            if body.key_id != share.key_id || body.intent_sha256 != intent_sha256.as_slice() {
+            if node == self.node_id {
+                // This node's own count is already in the gate; its receipt is for the others.
+                continue;
+            }
+            if body.key_id != gate.key_id || body.intent_sha256 != gate.intent_sha256.as_slice() {
                 return Err(NodeError::Refused(format!(
                     "spend receipt {i} from node {node} is for another key or intent"
                 )));
@@ -363,6 +438,37 @@ impl NodePolicy {
         Ok(signers)
     }
 
+    /// Adds `receipts` to `gate`; `Ok(true)` once the accounting quorum is met.
+    fn admit_receipts(
+        &self,
+        gate: &mut ReceiptGate,
+        receipts: &[pb::SpendReceipt],
+    ) -> Result<bool, NodeError> {
+        let signers = self.receipt_signers(gate, receipts)?;
+        gate.counted.extend(signers);
+        Ok(gate.counted.len() >= usize::from(gate.quorum))
+    }
+
+    /// The check a signer makes before its first step when the accounting
+    /// quorum was not met at the start: the receipts the other signers
+    /// returned, relayed with round 1.
+    pub fn check_receipts(
+        &self,
+        mut gate: ReceiptGate,
+        receipts: &[pb::SpendReceipt],
+    ) -> Result<(), NodeError> {
+        if self.admit_receipts(&mut gate, receipts)? {
+            Ok(())
+        } else {
+            Err(NodeError::Refused(format!(
+                "spend counted by {} of the {} participants the policy's accounting quorum needs ({:?})",
+                gate.counted.len(),
+                gate.quorum,
+                gate.counted
+            )))
+        }
+    }
+
     /// Everything a signing session must pass before a nonce is drawn; returns
     /// what to sign. Counts the spend here if `ReserveSpend` did not, and
     /// records one more session of the intent (replays beyond the allowance
@@ -373,7 +479,7 @@ impl NodePolicy {
         session: &pb::SignSession,
         signers: &[NodeId],
         actor: &str,
-    ) -> Result<(SignInput, VerifiedIntent), NodeError> {
+    ) -> Result<SignCheck, NodeError> {
         if session.epoch != share.epoch {
             return Err(NodeError::InvalidRequest(format!(
                 "request is for epoch {} of key {}, this node holds epoch {}",
@@ -418,21 +524,44 @@ impl NodePolicy {
             verified.parsed.encoding,
             &verified.intent.derivation_path,
         )?;
-        let policy = self.evaluate_and_count(share, &verified, actor).await?;
-        let quorum = policy.rules.accounting_quorum.unwrap_or(share.threshold);
-        let mut counted = self.receipt_signers(share, &verified.sha256, &session.receipts)?;
-        counted.insert(self.node_id);
-        if counted.len() < usize::from(quorum) {
-            return Err(NodeError::Refused(format!(
-                "spend counted by {} of the {quorum} participants the policy's accounting quorum needs ({counted:?})",
-                counted.len()
-            )));
-        }
-        self.ledger
-            .open_session(&record_of(&verified), self.config.max_sessions_per_intent)
+        // Count (if not counted yet) and open one more session of the
+        // intent: one transaction, after the count's audit record.
+        let serial = self.counting.lock().await;
+        let (policy, spends) = self.decide(share, &verified).await?;
+        let (_, counted) = self
+            .ledger
+            .count_and_open(
+                &record_of(&verified),
+                spends.as_deref(),
+                now_ms(),
+                self.config.max_sessions_per_intent,
+            )
             .await
             .map_err(intent_use)?;
-        Ok((input, verified))
+        drop(serial);
+        if counted {
+            // No nonce is drawn unless the count is on record.
+            self.record_count(share, &verified, &policy, actor).await?;
+        }
+        let mut gate = ReceiptGate {
+            key_id: share.key_id.clone(),
+            participants: share.participants.clone(),
+            intent_sha256: verified.sha256,
+            quorum: policy.rules.accounting_quorum.unwrap_or(share.threshold),
+            counted: BTreeSet::from([self.node_id]),
+        };
+        let gate = if self.admit_receipts(&mut gate, &session.receipts)? {
+            None
+        } else {
+            Some(gate)
+        };
+        let receipt = self.receipt(&share.key_id, &verified.sha256, policy.version)?;
+        Ok(SignCheck {
+            input,
+            verified,
+            receipt,
+            gate,
+        })
     }
 
     /// Verifies and applies a policy document signed by the officer quorum.
@@ -494,6 +623,9 @@ impl NodePolicy {
                 StoreError::Rollback { .. } => NodeError::GovernanceRefused(e.to_string()),
                 other => NodeError::Store(other),
             })?;
+        if let Ok(mut cache) = self.in_force.write() {
+            cache.remove(&doc.key_id);
+        }
         tracing::info!(key_id = %doc.key_id, version = doc.version, "policy applied");
         Ok(stored)
     }

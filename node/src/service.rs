@@ -135,6 +135,7 @@ impl NodeService {
             key: self.tls.identity_key()?,
         });
         let expires = self.deadline(req.deadline_unix_ms);
+        let mut receipt = None;
         let (kind, messages) = match req.kind {
             Some(pb::start_session_request::Kind::Dkg(d)) => {
                 let scheme = scheme_from_wire(d.scheme)?;
@@ -187,10 +188,12 @@ impl NodeService {
                 let scheme = stored.scheme;
                 // What is signed comes from the requester's signed intent,
                 // checked against this node's own copy of the key's policy.
-                let (input, _intent) = self
+                let check = self
                     .policy
                     .check_sign(&stored, &s, &participants.ids, &audit.actor)
                     .await?;
+                let input = check.input;
+                receipt = Some(check.receipt);
                 audit.digest = signed_digest(input.signed_bytes());
                 let binding = Binding {
                     key_id: &stored.key_id,
@@ -221,6 +224,7 @@ impl NodeService {
                     SessionKind::Sign {
                         key_id: s.key_id,
                         secure,
+                        receipts: check.gate,
                     },
                     messages,
                 )
@@ -245,6 +249,7 @@ impl NodeService {
             round: 1,
             messages: messages_to_wire(&messages),
             output: None,
+            receipt,
         })
     }
 
@@ -275,6 +280,13 @@ impl NodeService {
                 req.round
             )));
         }
+        // A signer short of its accounting quorum at the start releases
+        // nothing more until the other signers' receipts arrive.
+        if let SessionKind::Sign { receipts, .. } = &mut session.kind
+            && let Some(gate) = receipts.take()
+        {
+            self.policy.check_receipts(gate, &req.receipts)?;
+        }
         let inbound = messages_from_wire(req.messages)?;
         let (session, stepped) = tokio::task::spawn_blocking(move || {
             let stepped = session.step(inbound);
@@ -287,6 +299,7 @@ impl NodeService {
             round: u32::from(expected) + 1,
             messages: messages_to_wire(messages),
             output,
+            receipt: None,
         };
         let (messages, out) = match stepped? {
             Stepped::Continue(messages) => {
@@ -665,9 +678,9 @@ impl Node for NodeService {
         Ok(Response::new(pb::NodePolicy {
             key_id,
             version: in_force.version,
-            document_sha256: in_force.document_sha256,
+            document_sha256: in_force.document_sha256.clone(),
             is_default: in_force.signed.is_none(),
-            policy: in_force.signed,
+            policy: in_force.signed.clone(),
         }))
     }
 

@@ -31,6 +31,9 @@ pub enum SessionKind {
     Sign {
         key_id: String,
         secure: SecureSession<SignerProtocol>,
+        /// Receipts this signer still needs before its first step
+        /// (`None`: the accounting quorum was met at the start).
+        receipts: Option<crate::policy::ReceiptGate>,
     },
 }
 

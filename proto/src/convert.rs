@@ -144,6 +144,12 @@ pub mod metadata {
     pub const APPROVAL_REQUIRED: &str = "sigil-approval-required";
     /// The pending approval a held sign request waits for.
     pub const APPROVAL_ID: &str = "sigil-approval-id";
+    /// Set by a node that refuses a request on its own authority (intent,
+    /// policy, approvals, governance) rather than a protocol fault: its
+    /// kind (`permission_denied`, `intent_refused`, `policy_denied`,
+    /// `approval_required`, `governance`). The coordinator passes such a
+    /// refusal on to the client instead of retrying elsewhere.
+    pub const REFUSAL: &str = "sigil-refusal";
 
     /// Sets [`CULPRITS`] to `culprits`; an empty list sets nothing.
     pub fn insert_culprits(map: &mut MetadataMap, culprits: &[u16]) {

@@ -382,6 +382,7 @@ async fn step(
             session_id: session.to_vec(),
             round,
             messages,
+            receipts: Vec::new(),
         })
         .await
         .map(tonic::Response::into_inner)

@@ -949,6 +949,7 @@ async fn an_abandoned_signing_session_is_recorded_when_it_expires() -> Result<()
             session_id: session.clone(),
             round: 2,
             messages: Vec::new(),
+            receipts: Vec::new(),
         })
         .await
         .expect_err("an expired session cannot continue");

@@ -169,6 +169,7 @@ fn refused_at_node_1<'a>(
                 session_id: session.clone(),
                 round: 1,
                 messages: Vec::new(),
+                receipts: Vec::new(),
             })
             .await
             .expect_err("the refused session exists");
@@ -177,6 +178,45 @@ fn refused_at_node_1<'a>(
         assert!(shares.is_empty(), "{caller}: {shares:?}");
         Ok(status)
     }
+}
+
+/// Starts `req` at node 1 (it must start: the intent is valid), then
+/// delivers round one with `receipts` and asserts the accounting-quorum
+/// refusal containing `fragment`, after which the session is gone. Returns
+/// node 1's own receipt from the start.
+async fn refused_at_first_step(
+    rogue: &RogueCoordinator,
+    req: pb::StartSessionRequest,
+    receipts: Vec<pb::SpendReceipt>,
+    fragment: &str,
+) -> Result<pb::SpendReceipt> {
+    let session = req.session_id.clone();
+    let started = rogue.node(1)?.start_session(req).await?.into_inner();
+    let own = started.receipt.context("node 1 returned no receipt")?;
+    let step = |receipts| pb::StepRequest {
+        session_id: session.clone(),
+        round: 1,
+        messages: Vec::new(),
+        receipts,
+    };
+    let status = rogue
+        .node(1)?
+        .step(step(receipts))
+        .await
+        .expect_err("round one went ahead without the accounting quorum");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(fragment),
+        "expected {fragment:?} in {:?}",
+        status.message()
+    );
+    let gone = rogue
+        .node(1)?
+        .step(step(Vec::new()))
+        .await
+        .expect_err("the refused session survived");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    Ok(own)
 }
 
 /// A cluster, its FROST key and a rogue coordinator.
@@ -470,35 +510,72 @@ async fn a_valid_intent_without_the_accounting_quorums_receipts_is_refused() -> 
         Vec::new(),
     )
     .await?;
-    let status = refused_at_node_1(
-        &tc,
+    // The session starts (node 1 counts the spend and returns its receipt
+    // for the other signers), but nothing beyond round one is released
+    // until the accounting quorum's receipts arrive with the first step.
+    let own = refused_at_first_step(&rogue, req, Vec::new(), "spend counted by 1 of the 2").await?;
+
+    // Node 1's own receipt, twice, is still one count.
+    let (signed, _) = rogue
+        .genuine_intent(&key, MESSAGE, pb::MessageEncoding::Raw, &[])
+        .await?;
+    let req = start_request(
         &rogue,
-        req,
-        Code::FailedPrecondition,
-        "accounting quorum",
-        "refused:intent_refused",
+        &key,
+        &session_id(),
+        MESSAGE,
+        Some(signed),
+        Vec::new(),
     )
     .await?;
+    let mine = rogue
+        .node(1)?
+        .start_session(req.clone())
+        .await?
+        .into_inner();
+    let mine = mine.receipt.context("node 1 returned no receipt")?;
+    let session = req.session_id.clone();
+    let status = rogue
+        .node(1)?
+        .step(pb::StepRequest {
+            session_id: session.clone(),
+            round: 1,
+            messages: Vec::new(),
+            receipts: vec![mine.clone(), mine],
+        })
+        .await
+        .expect_err("one count passed as two");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(
         status.message().contains("spend counted by 1 of the 2"),
         "{status:?}"
     );
-
-    // Node 1's own receipt, twice, is still one count.
-    let (signed, own) = rogue
-        .genuine_intent(&key, MESSAGE, pb::MessageEncoding::Raw, &[1])
+    // Node 2's receipt for another intent delivered with round one (node 1's
+    // own receipt counts for nothing more: its count is already in).
+    let (_, elsewhere) = rogue
+        .genuine_intent(&key, MESSAGE, pb::MessageEncoding::Raw, &[2])
         .await?;
-    let twice = [own.clone(), own].concat();
-    let req = start_request(&rogue, &key, &session_id(), MESSAGE, Some(signed), twice).await?;
-    refused_at_node_1(
-        &tc,
+    let (signed, _) = rogue
+        .genuine_intent(&key, MESSAGE, pb::MessageEncoding::Raw, &[])
+        .await?;
+    let req = start_request(
         &rogue,
-        req,
-        Code::FailedPrecondition,
-        "spend counted by 1 of the 2",
-        "refused:intent_refused",
+        &key,
+        &session_id(),
+        MESSAGE,
+        Some(signed),
+        Vec::new(),
     )
     .await?;
+    refused_at_first_step(
+        &rogue,
+        req,
+        [vec![own], elsewhere].concat(),
+        "is for another key or intent",
+    )
+    .await?;
+    let shares = session_records(&tc, action::SHARE_ISSUED, &session).await?;
+    assert!(shares.is_empty(), "{shares:?}");
 
     // Node 2's receipt for another intent.
     let (signed, _) = rogue
@@ -688,6 +765,7 @@ async fn an_honestly_relayed_session_with_a_valid_intent_and_receipts_yields_sig
                 session_id: session.clone(),
                 round: 1,
                 messages: inbound_for(&commitments, id),
+                receipts: Vec::new(),
             })
             .await?
             .into_inner();

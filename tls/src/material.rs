@@ -32,7 +32,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-struct Loaded {
+pub(crate) struct Loaded {
     identity: Identity,
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
@@ -40,6 +40,11 @@ struct Loaded {
     server: Arc<ServerConfig>,
     /// Hash of the three files' bytes, to notice changes cheaply.
     fingerprint: u64,
+    /// The certificate key as a signing key, parsed once per loaded material.
+    pub(crate) identity_key: std::sync::OnceLock<Arc<crate::signing::IdentityKey>>,
+    /// Peer chains verified against these roots recently
+    /// ([`crate::signing::VerifiedChains`]); dropped with the material on reload.
+    pub(crate) verified: crate::signing::VerifiedChains,
 }
 
 /// A process's TLS identity, re-readable from disk without a restart.
@@ -94,6 +99,11 @@ impl ReloadableTls {
     pub(crate) fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let cur = self.current.load();
         (cur.chain.clone(), cur.key.clone_key())
+    }
+
+    /// The currently loaded material (its caches live and die with it).
+    pub(crate) fn loaded(&self) -> Arc<Loaded> {
+        self.current.load_full()
     }
 
     /// The current trust anchors.
@@ -254,5 +264,7 @@ fn load(files: &TlsFiles, domain: &TrustDomain) -> Result<Loaded, TlsError> {
         key,
         server: Arc::new(server),
         fingerprint,
+        identity_key: std::sync::OnceLock::new(),
+        verified: Default::default(),
     })
 }

@@ -77,9 +77,68 @@ impl IdentityKey {
     }
 }
 
+/// How long a verified peer chain is trusted without verifying it again.
+pub const VERIFIED_CHAIN_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Verified chains remembered at most (the cache is emptied when full).
+const VERIFIED_CHAIN_CAPACITY: usize = 4096;
+
+/// Peer chains that verified recently, by SHA-256 of their DER bytes and the
+/// identity they were checked for. Signed intents, approvals, receipts and
+/// relayed participant identities carry the same few chains again and
+/// again; re-verifying each costs a path build and signature checks.
+/// Entries expire after [`VERIFIED_CHAIN_TTL`] and vanish with a reload
+/// (new trust anchors), so a certificate that expires is refused at most
+/// that long after its expiry.
+/// Cache key: SHA-256 of the chain and the identity it was checked for.
+type ChainKey = ([u8; 32], Identity);
+
+#[derive(Default)]
+pub(crate) struct VerifiedChains(
+    std::sync::Mutex<std::collections::HashMap<ChainKey, (PeerKey, std::time::Instant)>>,
+);
+
+impl VerifiedChains {
+    fn digest(chain: &[Vec<u8>]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for cert in chain {
+            ctx.update(&(cert.len() as u64).to_be_bytes());
+            ctx.update(cert);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    fn get(&self, key: &ChainKey) -> Option<PeerKey> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < VERIFIED_CHAIN_TTL)
+            .map(|(k, _)| k.clone())
+    }
+
+    fn put(&self, key: ChainKey, peer: PeerKey) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= VERIFIED_CHAIN_CAPACITY {
+                map.clear();
+            }
+            map.insert(key, (peer, std::time::Instant::now()));
+        }
+    }
+}
+
 impl ReloadableTls {
-    /// The current certificate key as a signing key.
+    /// The current certificate key as a signing key (parsed once per loaded
+    /// certificate; a reload yields the new key).
     pub fn identity_key(&self) -> Result<Arc<IdentityKey>, TlsError> {
+        let loaded = self.loaded();
+        if let Some(key) = loaded.identity_key.get() {
+            return Ok(key.clone());
+        }
+        let key = self.parse_identity_key()?;
+        Ok(loaded.identity_key.get_or_init(|| key).clone())
+    }
+
+    fn parse_identity_key(&self) -> Result<Arc<IdentityKey>, TlsError> {
         let (chain, key) = self.chain_and_key();
         let pkcs8 = match &key {
             PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der(),
@@ -113,13 +172,20 @@ impl ReloadableTls {
         chain: &[Vec<u8>],
         expected: &Identity,
     ) -> Result<PeerKey, IdentityCheckError> {
-        verify_chain_at(
+        let loaded = self.loaded();
+        let key = (VerifiedChains::digest(chain), expected.clone());
+        if let Some(peer) = loaded.verified.get(&key) {
+            return Ok(peer);
+        }
+        let peer = verify_chain_at(
             &self.roots(),
             self.domain(),
             chain,
             expected,
             UnixTime::now(),
-        )
+        )?;
+        loaded.verified.put(key, peer.clone());
+        Ok(peer)
     }
 }
 
