@@ -91,16 +91,7 @@ impl DriveError {
                 node,
                 code: status.code(),
                 message: status.message().to_owned(),
-                metadata: [metadata::POLICY_RULE, metadata::APPROVAL_REQUIRED]
-                    .iter()
-                    .filter_map(|k| {
-                        status
-                            .metadata()
-                            .get(*k)
-                            .and_then(|v| v.to_str().ok())
-                            .map(|v| (*k, v.to_owned()))
-                    })
-                    .collect(),
+                metadata: metadata::refusal_details(status.metadata()),
             };
         }
         match status.code() {

@@ -101,17 +101,8 @@ fn denied(rule: String, reason: String) -> CoordinatorError {
 /// A node's refusal of an intent or policy, passed on to the client with its
 /// code, its machine-readable details and the node named.
 pub(crate) fn node_refusal(node: u16, status: &tonic::Status) -> Option<CoordinatorError> {
-    let metadata = [POLICY_RULE_METADATA, APPROVAL_REQUIRED_METADATA]
-        .iter()
-        .filter_map(|k| {
-            status
-                .metadata()
-                .get(*k)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (*k, v.to_owned()))
-        })
-        .collect();
-    refused_by_node(node, status.code(), status.message(), metadata)
+    let details = sigil_proto::convert::metadata::refusal_details(status.metadata());
+    refused_by_node(node, status.code(), status.message(), details)
 }
 
 /// [`node_refusal`] from its parts; `None` for codes that are not a refusal.

@@ -171,6 +171,19 @@ pub mod metadata {
             .unwrap_or_default()
     }
 
+    /// The machine-readable details of a refusal ([`POLICY_RULE`],
+    /// [`APPROVAL_REQUIRED`]) present in `map`, to pass on as they are.
+    pub fn refusal_details(map: &MetadataMap) -> Vec<(&'static str, String)> {
+        [POLICY_RULE, APPROVAL_REQUIRED]
+            .iter()
+            .filter_map(|k| {
+                map.get(*k)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (*k, v.to_owned()))
+            })
+            .collect()
+    }
+
     /// Sets [`RELAY_SUSPECTED`].
     pub fn insert_relay_suspected(map: &mut MetadataMap) {
         map.insert(RELAY_SUSPECTED, MetadataValue::from_static("true"));
