@@ -68,3 +68,52 @@ fn signatures_verify_against_the_signers_chain_only() {
         Err(IdentityCheckError::Chain(_))
     ));
 }
+
+#[test]
+fn a_verified_chain_is_remembered_only_under_the_trust_anchors_that_verified_it() {
+    sigil_tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let td = TrustDomain::default();
+    let pki = PkiLayout::new(dir.path().join("old"));
+    pki.ensure(&td, &[Identity::Node(1), Identity::Node(2)], 1)
+        .expect("pki");
+    let n1 = ReloadableTls::load(pki.identity_files(&Identity::Node(1)), td.clone()).expect("n1");
+    // Node 2 reads its material from files it can swap later.
+    let files = sigil_tls::TlsFiles {
+        ca: dir.path().join("n2-ca.pem"),
+        cert: dir.path().join("n2.pem"),
+        key: dir.path().join("n2.key"),
+    };
+    let copy = |from: &sigil_tls::TlsFiles| {
+        std::fs::copy(&from.ca, &files.ca).expect("ca");
+        std::fs::copy(&from.cert, &files.cert).expect("cert");
+        std::fs::copy(&from.key, &files.key).expect("key");
+    };
+    copy(&pki.identity_files(&Identity::Node(2)));
+    let n2 = ReloadableTls::load(files.clone(), td.clone()).expect("n2");
+    let chain: Vec<Vec<u8>> = n1
+        .identity_key()
+        .expect("key")
+        .chain()
+        .iter()
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    // Verified, then served again (from the cache) for the same identity only.
+    n2.verify_peer_chain(&chain, &Identity::Node(1))
+        .expect("valid chain");
+    n2.verify_peer_chain(&chain, &Identity::Node(1))
+        .expect("still valid");
+    assert!(matches!(
+        n2.verify_peer_chain(&chain, &Identity::Node(2)),
+        Err(IdentityCheckError::WrongIdentity { .. })
+    ));
+    // New trust anchors (another CA): the remembered verification goes with the old ones.
+    let other = PkiLayout::new(dir.path().join("new"));
+    other.ensure(&td, &[Identity::Node(2)], 1).expect("pki");
+    copy(&other.identity_files(&Identity::Node(2)));
+    assert!(n2.reload().expect("reload"));
+    assert!(matches!(
+        n2.verify_peer_chain(&chain, &Identity::Node(1)),
+        Err(IdentityCheckError::Chain(_))
+    ));
+}
