@@ -52,7 +52,7 @@ pub struct Verified {
 
 /// A sign request that passed the coordinator's checks.
 #[derive(Debug)]
-pub struct Admitted {
+pub struct SignJob {
     pub key: KeyRecord,
     pub scheme: Scheme,
     /// The intent as forwarded: the requester's bytes and signature
@@ -236,7 +236,7 @@ impl Coordinator {
         &self,
         requester: &str,
         checked: Verified,
-    ) -> Result<Admitted, CoordinatorError> {
+    ) -> Result<SignJob, CoordinatorError> {
         let Verified {
             key,
             scheme,
@@ -330,7 +330,7 @@ impl Coordinator {
                 ),
             ));
         }
-        Ok(Admitted {
+        Ok(SignJob {
             key,
             scheme,
             signed,
@@ -381,16 +381,16 @@ impl Coordinator {
     /// the node's reason; unreachable nodes are returned to be excluded.
     pub(crate) async fn collect_receipts(
         &self,
-        admitted: &Admitted,
+        job: &SignJob,
         signers: &[u16],
         excluded: &BTreeSet<u16>,
     ) -> Result<Vec<pb::SpendReceipt>, ReceiptFailure> {
-        let need = usize::from(admitted.accounting_quorum).saturating_sub(signers.len());
+        let need = usize::from(job.accounting_quorum).saturating_sub(signers.len());
         if need == 0 {
             return Ok(Vec::new());
         }
         let mut asked: Vec<u16> = Vec::with_capacity(need);
-        for id in &admitted.key.participants {
+        for id in &job.key.participants {
             if asked.len() >= need {
                 break;
             }
@@ -401,7 +401,7 @@ impl Coordinator {
         let calls = asked.iter().filter_map(|id| self.nodes.get(*id)).map(|n| {
             let mut client = n.client.clone();
             let mut req = tonic::Request::new(pb::ReserveSpendRequest {
-                intent: Some(admitted.signed.clone()),
+                intent: Some(job.signed.clone()),
             });
             req.set_timeout(self.nodes.timeout());
             async move { (n.endpoint.id, client.reserve_spend(req).await) }

@@ -29,7 +29,7 @@ use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
 use crate::CoordinatorError;
 use crate::audit::{SignAudit, error_kind, signed_digest};
 use crate::driver::{DriveError, drive, drive_gated};
-use crate::intents::{Admitted as SignJob, ReceiptFailure};
+use crate::intents::{ReceiptFailure, SignJob};
 use crate::service::Coordinator;
 use crate::store::{KeyRecord, Misbehaviour, SignClaim};
 

@@ -90,17 +90,6 @@ pub trait Ledger: Send + Sync + 'static {
         at_ms: u64,
         max_sessions: u32,
     ) -> Result<(u32, bool), IntentUse>;
-    /// [`Ledger::count_and_open`] without spends.
-    async fn open_session(
-        &self,
-        intent: &IntentRecord,
-        max_sessions: u32,
-    ) -> Result<u32, IntentUse> {
-        Ok(self
-            .count_and_open(intent, None, now_ms(), max_sessions)
-            .await?
-            .0)
-    }
     /// What was counted for (`key_id`, `asset`) since `since_ms`.
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError>;
     /// Forgets intents that expired before `before_ms` (their replay is refused as expired).
@@ -454,7 +443,7 @@ mod tests {
             Err(IntentUse::Forged { .. })
         ));
         assert!(matches!(
-            store.open_session(&intent("a", 9), 3).await,
+            store.count_and_open(&intent("a", 9), None, 100, 3).await,
             Err(IntentUse::Forged { .. })
         ));
         let usage = store
@@ -471,18 +460,22 @@ mod tests {
         let store = SqliteShareStore::open(&path).await.expect("open");
         for n in 1..=3 {
             assert_eq!(
-                store.open_session(&intent("a", 1), 3).await.expect("open"),
+                store
+                    .count_and_open(&intent("a", 1), None, 100, 3)
+                    .await
+                    .expect("open")
+                    .0,
                 n
             );
         }
         assert!(matches!(
-            store.open_session(&intent("a", 1), 3).await,
+            store.count_and_open(&intent("a", 1), None, 100, 3).await,
             Err(IntentUse::Replayed { sessions: 3, .. })
         ));
         drop(store);
         let store = SqliteShareStore::open(&path).await.expect("reopen");
         assert!(matches!(
-            store.open_session(&intent("a", 1), 3).await,
+            store.count_and_open(&intent("a", 1), None, 100, 3).await,
             Err(IntentUse::Replayed { .. })
         ));
         let known = store

@@ -506,12 +506,8 @@ impl NodePolicy {
         let scheme = share.scheme;
         let verified = self.verify_intent(session.intent.as_ref(), &share.key_id, scheme)?;
         // The node signs the intent's payload and nothing else.
-        if verified.intent.derivation_path != session.derivation_path {
-            return Err(NodeError::Refused(format!(
-                "session derivation path {:?} differs from the intent's {:?}",
-                session.derivation_path, verified.intent.derivation_path
-            )));
-        }
+        sigil_policy::check_matches(&verified.intent, &share.key_id, &session.derivation_path)
+            .map_err(|e| NodeError::Refused(format!("session differs from its intent: {e}")))?;
         let encoding = sigil_proto::convert::encoding_to_wire(verified.parsed.encoding) as i32;
         if session.message != verified.parsed.message || session.encoding != encoding {
             return Err(NodeError::Refused(

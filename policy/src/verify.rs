@@ -16,7 +16,7 @@ use sigil_protocol::Scheme;
 use sigil_tls::signing::PeerKey;
 use sigil_tls::{Identity, ReloadableTls};
 
-use crate::intent::{IntentError, IntentLimits, check_intent, decode_intent};
+use crate::intent::{IntentError, IntentLimits, check_intent, check_matches, decode_intent};
 use crate::payload::{Parsed, parse};
 
 /// Why a signed object was refused, by the gRPC code it maps to.
@@ -127,12 +127,9 @@ pub fn verify_signed_intent(
         }
         malformed => Refusal::Unauthorized(format!("malformed intent: {malformed}")),
     })?;
-    if intent.key_id != key_id {
-        return Err(Refusal::Refused(format!(
-            "intent is for key {}, not {key_id}",
-            intent.key_id
-        )));
-    }
+    // The path is the caller's to compare (ReserveSpend has none of its own).
+    check_matches(&intent, key_id, &intent.derivation_path)
+        .map_err(|e| Refusal::Refused(e.to_string()))?;
     let sha256 = crate::domain::intent_sha256(&signed.intent);
     let mut approvers = BTreeSet::new();
     for approval in &signed.approvals {

@@ -92,13 +92,6 @@ pub fn scheme_name_from_wire(v: i32) -> Option<&'static str> {
     scheme_from_wire(v).ok().map(Scheme::name)
 }
 
-/// The wire enum value of a scheme name (`frost-secp256k1`, …);
-/// [`pb::Scheme::Unspecified`] for a name that is not a scheme.
-pub fn scheme_name_to_wire(name: &str) -> pb::Scheme {
-    name.parse::<Scheme>()
-        .map_or(pb::Scheme::Unspecified, scheme_to_wire)
-}
-
 /// How a sign request's message becomes what is signed, from its wire
 /// enum value. Unknown values are refused (`MESSAGE_ENCODING_RAW` is 0, so
 /// an unset field is `Raw`).
@@ -205,12 +198,10 @@ mod tests {
             let wire = scheme_to_wire(scheme) as i32;
             assert_eq!(scheme_from_wire(wire), Ok(scheme));
             assert_eq!(scheme_name_from_wire(wire), Some(scheme.name()));
-            assert_eq!(scheme_name_to_wire(scheme.name()), scheme_to_wire(scheme));
         }
         assert_eq!(scheme_name_from_wire(pb::Scheme::Unspecified as i32), None);
         assert_eq!(scheme_name_from_wire(99), None);
         assert!(scheme_from_wire(99).is_err());
-        assert_eq!(scheme_name_to_wire("frost-rsa"), pb::Scheme::Unspecified);
     }
 
     #[test]

@@ -19,12 +19,8 @@ use super::{Parsed, PayloadError, PayloadKind, check_len, encoding_name};
 
 /// Reads a `raw_message` for a key of `scheme`.
 pub fn parse_message(scheme: Scheme, raw: &pb::RawMessage) -> Result<Parsed, PayloadError> {
-    let encoding = match pb::MessageEncoding::try_from(raw.encoding) {
-        Ok(pb::MessageEncoding::Raw) => Encoding::Raw,
-        Ok(pb::MessageEncoding::Keccak256) => Encoding::Keccak256,
-        Ok(pb::MessageEncoding::Sha256) => Encoding::Sha256,
-        Err(_) => return Err(PayloadError::UnknownEncoding(raw.encoding)),
-    };
+    let encoding = sigil_proto::convert::encoding_from_wire(raw.encoding)
+        .map_err(|_| PayloadError::UnknownEncoding(raw.encoding))?;
     match (scheme, encoding) {
         (Scheme::EcdsaSecp256k1, Encoding::Raw) => {
             return Err(PayloadError::EcdsaNeedsHashEncoding { scheme });
