@@ -129,6 +129,16 @@ impl Signer {
         })
     }
 
+    /// An officer's signature over a key operation document's bytes.
+    pub fn sign_operation(&self, document: &[u8]) -> Result<pb::OfficerSignature, TlsError> {
+        Ok(pb::OfficerSignature {
+            signature: self
+                .key
+                .sign(&sigil_policy::operation_signing_bytes(document))?,
+            certificate_chain: self.chain(),
+        })
+    }
+
     /// An officer's signature over a policy document's bytes.
     pub fn sign_policy(&self, document: &[u8]) -> Result<pb::OfficerSignature, TlsError> {
         Ok(pb::OfficerSignature {

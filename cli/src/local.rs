@@ -44,6 +44,10 @@ pub const DEV_OFFICERS: (&[&str], u16) = (&["officer-1", "officer-2", "officer-3
 /// Adjusts a node before it starts (tests use it to inject faults).
 pub type NodeCustomizer = std::sync::Arc<dyn Fn(u16, NodeServer) -> NodeServer + Send + Sync>;
 
+/// Adjusts the coordinator before it starts (tests use it to inject faults).
+pub type CoordinatorCustomizer =
+    std::sync::Arc<dyn Fn(CoordinatorServer) -> CoordinatorServer + Send + Sync>;
+
 /// What to start.
 #[derive(Clone)]
 pub struct ClusterSpec {
@@ -54,6 +58,9 @@ pub struct ClusterSpec {
     /// Coordinator on `base_port`, node i on `base_port + i`; `None`: ephemeral ports.
     pub base_port: Option<u16>,
     pub customize_node: Option<NodeCustomizer>,
+    pub customize_coordinator: Option<CoordinatorCustomizer>,
+    /// How often the coordinator re-sends certified epoch switches some node missed.
+    pub epoch_resume_interval: std::time::Duration,
     /// Audit log settings of every node (default: in each node's database).
     pub node_audit: sigil_node::config::AuditConfig,
     /// Audit log settings of the coordinator.
@@ -83,6 +90,8 @@ impl ClusterSpec {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: None,
             customize_node: None,
+            customize_coordinator: None,
+            epoch_resume_interval: std::time::Duration::from_secs(30),
             node_audit: Default::default(),
             coordinator_audit: Default::default(),
             default_policy: Some(sigil_policy::PolicyRules::permissive_dev(vec![
@@ -271,6 +280,7 @@ impl LocalCluster {
                     default: spec.default_policy.clone(),
                     ..Default::default()
                 },
+                epochs: Default::default(),
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;
@@ -336,10 +346,14 @@ impl LocalCluster {
                 default: spec.default_policy.clone(),
                 ..Default::default()
             },
+            epoch_resume_interval: spec.epoch_resume_interval,
         };
         write_toml(&config_path, &config)?;
         let config = CoordinatorConfig::load(&config_path)?;
-        let server = CoordinatorServer::open(config).await?;
+        let mut server = CoordinatorServer::open(config).await?;
+        if let Some(customize) = &spec.customize_coordinator {
+            server = customize(server);
+        }
         let coordinator = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -39,6 +39,9 @@ pub mod actions {
     pub const MISBEHAVIOUR: &str = "misbehaviour";
     /// An operator let an excluded node sign with a key again.
     pub const EXCLUSION_CLEARED: &str = "exclusion_cleared";
+    /// A refresh or reshare produced a verified new epoch; its commit
+    /// certificate is written next and the nodes switch to it.
+    pub const EPOCH_CERTIFIED: &str = "epoch_certified";
 }
 
 pub use sigil_audit::{actor_of, signed_digest};
@@ -283,6 +286,29 @@ impl CoordinatorAudit {
                 .session_id(session_id)
                 .digest(package_digest)
                 .detail(detail),
+        )
+        .await
+    }
+
+    /// A redistribution produced a verified, test-signed new epoch (fail
+    /// closed: recorded before its certificate is written).
+    pub async fn epoch_certified(
+        &self,
+        actor: String,
+        record: &crate::store::KeyRecord,
+        from_epoch: u64,
+        session_id: &str,
+        package_digest: Vec<u8>,
+        detail: String,
+    ) -> Result<(), CoordinatorError> {
+        self.append(
+            Entry::new(actor, actions::EPOCH_CERTIFIED)
+                .key_id(record.key_id.clone())
+                .request_id(format!("{}@{}", record.key_id, record.epoch))
+                .quorum(record.participants.clone())
+                .session_id(session_id)
+                .digest(package_digest)
+                .detail(format!("from epoch {from_epoch}: {detail}")),
         )
         .await
     }

@@ -54,6 +54,14 @@ pub struct CoordinatorConfig {
     /// Signed intents and the default policy (see `docs/policy.md`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// How often certified epoch switches that some node has not confirmed
+    /// are sent again (also once at start).
+    #[serde(default = "default_epoch_resume", with = "humantime_serde")]
+    pub epoch_resume_interval: Duration,
+}
+
+fn default_epoch_resume() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The coordinator's early checks of signed intents. The nodes check the

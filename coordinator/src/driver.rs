@@ -55,6 +55,9 @@ pub enum DriveError {
     Protocol {
         reporter: u16,
         culprits: Vec<u16>,
+        /// The culprits a DKLs23 ban names (`sigil-banned`): the reporter
+        /// never runs a session of the key with them again.
+        banned: Vec<u16>,
         relay_suspected: bool,
         message: String,
     },
@@ -75,6 +78,21 @@ impl DriveError {
             | Self::Refused { .. }
             | Self::Denied { .. }
             | Self::GateClosed => Vec::new(),
+        }
+    }
+
+    /// The culprits a node reported as DKLs23 bans (never anyone it did not
+    /// also name as a culprit).
+    pub fn banned(&self) -> Vec<u16> {
+        match self {
+            Self::Protocol {
+                culprits, banned, ..
+            } => banned
+                .iter()
+                .copied()
+                .filter(|b| culprits.contains(b))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -103,10 +121,12 @@ impl DriveError {
             }
             Code::FailedPrecondition => {
                 let culprits = metadata::culprits_from_metadata(status.metadata());
+                let banned = metadata::banned_from_metadata(status.metadata());
                 let relay_suspected = metadata::relay_suspected(status.metadata());
                 Self::Protocol {
                     reporter: node,
                     culprits,
+                    banned,
                     relay_suspected,
                     message: status.message().to_owned(),
                 }

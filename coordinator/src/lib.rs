@@ -13,7 +13,8 @@
 //! [`driver`] (one protocol session across its nodes), [`intents`] (signed
 //! intents, per-key access, approvals, spend receipts and policy relay —
 //! early checks the nodes repeat themselves), [`ops`] (key generation and
-//! signing with retries), [`service`] (the client-facing gRPC services),
+//! signing with retries), [`epochs`] (refresh and reshare: redistribution,
+//! test signatures, commit certificates, resumed switches), [`service`] (the client-facing gRPC services),
 //! [`audit`] (the coordinator's audit log, fail closed, and the per-request
 //! audit layer), [`audit_api`] (the Audit service, relaying node logs),
 //! [`error`] and [`server`].
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod audit_api;
 pub mod config;
 pub mod driver;
+pub mod epochs;
 pub mod error;
 pub mod intents;
 pub mod nodes;

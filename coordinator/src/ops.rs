@@ -38,7 +38,7 @@ const STALE_CLAIM_SECS: i64 = 120;
 /// Signing attempts per request (the first, plus retries after unavailable or misbehaving nodes).
 const MAX_ATTEMPTS: usize = 3;
 
-fn random_session() -> SessionId {
+pub(crate) fn random_session() -> SessionId {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
     SessionId::from_bytes(b)
@@ -153,7 +153,7 @@ impl Coordinator {
         for id in &ids {
             let out = match transcript.outputs.get(id).and_then(|o| o.output.clone()) {
                 Some(pb::session_output::Output::Dkg(d)) => d,
-                None => {
+                _ => {
                     return Err(CoordinatorError::Aborted(format!(
                         "node {id} reported no key after the DKG"
                     )));
@@ -309,14 +309,14 @@ impl Coordinator {
     ) -> Result<pb::SignResponse, CoordinatorError> {
         let (key, scheme) = (&job.key, job.scheme);
         // Nodes a protocol named as cheaters stay out of this key's quorums
-        // until an operator clears them.
-        let standing: BTreeSet<u16> = self
-            .store
-            .list_exclusions(Some(&key.key_id))
-            .await?
-            .into_iter()
+        // until an operator clears them; DKLs23 bans until a refresh or reshare.
+        let records = self.store.list_exclusions(Some(&key.key_id)).await?;
+        let bans: BTreeSet<u16> = records
+            .iter()
+            .filter(|m| m.ban)
             .map(|m| m.node_id)
             .collect();
+        let standing: BTreeSet<u16> = records.into_iter().map(|m| m.node_id).collect();
         let mut excluded = standing.clone();
         let mut culprits = BTreeSet::new();
         let mut retried_after_misbehaviour = false;
@@ -349,18 +349,23 @@ impl Coordinator {
                     });
                 }
                 Err(unusable) => {
-                    let barred: Vec<u16> = unusable
+                    let (banned, barred): (Vec<u16>, Vec<u16>) = unusable
                         .iter()
                         .copied()
                         .filter(|n| standing.contains(n))
-                        .collect();
-                    let barred = if barred.is_empty() {
+                        .partition(|n| bans.contains(n));
+                    let mut barred = if barred.is_empty() {
                         String::new()
                     } else {
                         format!(
                             "; nodes {barred:?} are excluded after misbehaviour until an operator clears them"
                         )
                     };
+                    if !banned.is_empty() {
+                        barred.push_str(&format!(
+                            "; nodes {banned:?} are banned (DKLs23) until a key refresh or reshare"
+                        ));
+                    }
                     return Err(CoordinatorError::Unavailable(format!(
                         "fewer than {} of the key's nodes can sign; waited on nodes {unusable:?} ({last_reason}){barred}",
                         key.threshold
@@ -529,6 +534,7 @@ impl Coordinator {
                 encoding: encoding_to_wire(job.verified.parsed.encoding) as i32,
                 intent: Some(job.signed.clone()),
                 receipts,
+                epoch_test: false,
             })),
             ..Default::default()
         };
@@ -545,7 +551,7 @@ impl Coordinator {
         .await
         {
             Ok(t) => t,
-            Err(e) => return self.attempt_failure(&key.key_id, session, e),
+            Err(e) => return self.attempt_failure(&key.key_id, session, e).await,
         };
         let mut aggregator = match Aggregator::new(
             scheme,
@@ -580,7 +586,8 @@ impl Coordinator {
             }
             Err(e) => {
                 let culprits: Vec<u16> = e.culprits().iter().map(|c| c.get()).collect();
-                self.record_culprits(&key.key_id, session, &culprits, &e.to_string())
+                let banned: Vec<u16> = e.banned().map(|b| b.get()).into_iter().collect();
+                self.record_culprits(&key.key_id, session, &culprits, &e.to_string(), &banned)
                     .await;
                 if culprits.is_empty() {
                     Attempt::Unattributed {
@@ -649,14 +656,14 @@ impl Coordinator {
             let why = format!(
                 "quorums {quorums:?} failed ({reason}); quorum {signers:?} without node {suspect} signed"
             );
-            self.record_culprits(&key.key_id, *session, &[*suspect], &why)
+            self.record_culprits(&key.key_id, *session, &[*suspect], &why, &[])
                 .await;
         } else {
             tracing::warn!(key_id = %key.key_id, ?quorums, ?signers, "an unattributable signing fault could not be pinned on one node");
         }
     }
 
-    fn attempt_failure(&self, key_id: &str, session: SessionId, e: DriveError) -> Attempt {
+    async fn attempt_failure(&self, key_id: &str, session: SessionId, e: DriveError) -> Attempt {
         match e {
             DriveError::Unavailable { nodes, detail } => {
                 self.nodes.mark_down(&nodes);
@@ -695,9 +702,16 @@ impl Coordinator {
             }
             e => {
                 let culprits = e.culprits();
+                let banned = e.banned();
                 let reason = e.to_string();
-                let recorded = self.record_culprits_later(key_id, session, &culprits, &reason);
-                tokio::spawn(recorded);
+                let recorded =
+                    self.record_culprits_later(key_id, session, &culprits, &reason, &banned);
+                if banned.is_empty() {
+                    tokio::spawn(recorded);
+                } else {
+                    // A ban is on record before the request goes on (rare, and for good).
+                    recorded.await;
+                }
                 if culprits.is_empty() {
                     Attempt::Fatal(CoordinatorError::Aborted(format!(
                         "signing failed: {reason}"
@@ -719,6 +733,7 @@ impl Coordinator {
         session: SessionId,
         culprits: &[u16],
         reason: &str,
+        banned: &[u16],
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let store = self.store.clone();
         let audit = self.audit.clone();
@@ -736,11 +751,16 @@ impl Coordinator {
                 session_id: session.to_string(),
                 reason: reason.to_owned(),
                 created_at: now_rfc3339(),
+                ban: banned.contains(c),
             })
             .collect();
         async move {
             for m in records {
-                tracing::warn!(node = m.node_id, key_id = %m.key_id, session = %m.session_id, reason = %m.reason, "node misbehaved");
+                if m.ban {
+                    tracing::error!(node = m.node_id, key_id = %m.key_id, session = %m.session_id, reason = %m.reason, "DKLs23 ban: node excluded from the key until a refresh or reshare");
+                } else {
+                    tracing::warn!(node = m.node_id, key_id = %m.key_id, session = %m.session_id, reason = %m.reason, "node misbehaved");
+                }
                 if let Err(e) = store.record_misbehaviour(&m).await {
                     tracing::error!(error = %e, "could not record misbehaviour");
                 }
@@ -759,12 +779,13 @@ impl Coordinator {
         session: SessionId,
         culprits: &[u16],
         reason: &str,
+        banned: &[u16],
     ) {
-        self.record_culprits_later(key_id, session, culprits, reason)
+        self.record_culprits_later(key_id, session, culprits, reason, banned)
             .await;
     }
 
-    fn drive_failure(
+    pub(crate) fn drive_failure(
         &self,
         what: &str,
         key_id: &str,
@@ -779,8 +800,15 @@ impl Coordinator {
                     "{what} needs every participant; nodes {nodes:?} did not answer: {detail}"
                 ))
             }
-            DriveError::Refused { node, message, .. }
-            | DriveError::Denied { node, message, .. } => {
+            DriveError::Denied {
+                node,
+                code,
+                message,
+                metadata,
+            } => crate::intents::refused_by_node(node, code, &message, metadata).unwrap_or(
+                CoordinatorError::Aborted(format!("node {node} refused {what}: {message}")),
+            ),
+            DriveError::Refused { node, message, .. } => {
                 CoordinatorError::Aborted(format!("node {node} refused {what}: {message}"))
             }
             e => {
@@ -790,6 +818,7 @@ impl Coordinator {
                     session,
                     &culprits,
                     &e.to_string(),
+                    &e.banned(),
                 ));
                 CoordinatorError::Misbehaviour {
                     culprits,
@@ -855,6 +884,20 @@ impl Coordinator {
                 "a reason is required to clear an exclusion".into(),
             ));
         }
+        let banned = self
+            .store
+            .list_exclusions(Some(key_id))
+            .await?
+            .into_iter()
+            .any(|m| m.node_id == node && m.ban);
+        if banned {
+            return Err(CoordinatorError::FailedPrecondition {
+                message: format!(
+                    "node {node} is banned from key {key_id}: a DKLs23 ban is lifted only by a refresh or reshare that gives every party fresh pairwise state or removes the banned node"
+                ),
+                metadata: Vec::new(),
+            });
+        }
         // Fail closed: the node is let back in only once this is on record.
         self.audit
             .exclusion_cleared(actor.to_owned(), key_id, node, reason)
@@ -868,7 +911,7 @@ impl Coordinator {
     }
 
     /// The DKG deadline per round: ECDSA's OT setup is far heavier than FROST's.
-    fn dkg_timeout(&self, scheme: Scheme) -> std::time::Duration {
+    pub(crate) fn dkg_timeout(&self, scheme: Scheme) -> std::time::Duration {
         let base = self.nodes.timeout();
         match scheme {
             Scheme::EcdsaSecp256k1 => base.max(std::time::Duration::from_secs(30)),

@@ -87,11 +87,21 @@ impl CoordinatorServer {
                 tls: tls.clone(),
                 policy: config.policy.clone(),
                 policy_cache: Default::default(),
+                faults: Default::default(),
             }),
             config,
             tls,
             events,
         })
+    }
+
+    /// Makes this coordinator stop half-way on purpose (crash tests).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(mut self, faults: crate::epochs::CoordinatorFaults) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.faults = faults;
+        }
+        self
     }
 
     pub fn handle(&self) -> CoordinatorHandle {
@@ -120,6 +130,18 @@ impl CoordinatorServer {
             .await?;
         let audit_task = audit.spawn_background(self.config.audit.head_interval, self.tls.clone());
         let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
+        // Certified epoch switches that some node has not confirmed: at start, then periodically.
+        let resumer = {
+            let state = self.state.clone();
+            let resume_every = self.config.epoch_resume_interval;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(resume_every);
+                loop {
+                    tick.tick().await;
+                    state.resume_commits().await;
+                }
+            })
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<SigningServer<Api>>().await;
         health.set_serving::<KeyAdminServer<Api>>().await;
@@ -153,6 +175,7 @@ impl CoordinatorServer {
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();
+        resumer.abort();
         audit_task.abort();
         audit.process_stop().await;
         tracing::info!("coordinator stopped");

@@ -33,6 +33,9 @@ pub struct Coordinator {
     pub(crate) tls: Arc<sigil_tls::ReloadableTls>,
     pub(crate) policy: crate::config::PolicyConfig,
     pub(crate) policy_cache: crate::intents::PolicyCache,
+    /// Test-only crash points (set with the `fault-injection` feature).
+    #[allow(dead_code)]
+    pub(crate) faults: crate::epochs::CoordinatorFaults,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -183,9 +186,76 @@ impl KeyAdmin for Api {
                     session_id: m.session_id,
                     reason: m.reason,
                     created_at: m.created_at,
+                    ban: m.ban,
                 })
                 .collect(),
         }))
+    }
+
+    async fn refresh_key(
+        &self,
+        req: Request<pb::RefreshKeyRequest>,
+    ) -> Result<Response<pb::RedistributeResponse>, Status> {
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
+        let req = req.into_inner();
+        let out = self
+            .0
+            .redistribute(
+                &actor,
+                crate::epochs::Redistribution {
+                    key_id: req.key_id,
+                    refresh: true,
+                    new_nodes: Vec::new(),
+                    new_threshold: 0,
+                    authorization: req.authorization,
+                },
+            )
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn reshare_key(
+        &self,
+        req: Request<pb::ReshareKeyRequest>,
+    ) -> Result<Response<pb::RedistributeResponse>, Status> {
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
+        let req = req.into_inner();
+        let new_nodes = req
+            .new_nodes
+            .iter()
+            .map(|&n| {
+                u16::try_from(n).map_err(|_| {
+                    CoordinatorError::InvalidRequest(format!("node id {n} out of range"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let new_threshold = u16::try_from(req.new_threshold)
+            .map_err(|_| CoordinatorError::InvalidRequest("threshold out of range".into()))?;
+        let out = self
+            .0
+            .redistribute(
+                &actor,
+                crate::epochs::Redistribution {
+                    key_id: req.key_id,
+                    refresh: false,
+                    new_nodes,
+                    new_threshold,
+                    authorization: req.authorization,
+                },
+            )
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn list_epochs(
+        &self,
+        req: Request<pb::ListKeyEpochsRequest>,
+    ) -> Result<Response<pb::ListKeyEpochsResponse>, Status> {
+        Ok(Response::new(
+            self.0.key_epochs(&req.get_ref().key_id).await?,
+        ))
     }
 
     async fn clear_exclusion(

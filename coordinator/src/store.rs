@@ -39,6 +39,17 @@ pub struct KeyRecord {
     pub created_at: String,
 }
 
+/// A commit certificate some node has not confirmed yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UncommittedEpoch {
+    pub key_id: String,
+    pub epoch: u64,
+    /// Serialized `sigil.v1.CommitCertificate`.
+    pub certificate: Vec<u8>,
+    /// The previous and the new participants.
+    pub notify: Vec<u16>,
+}
+
 /// What an idempotency key already stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignClaim {
@@ -60,6 +71,11 @@ pub struct Misbehaviour {
     pub session_id: String,
     pub reason: String,
     pub created_at: String,
+    /// A DKLs23 ban (a node reported it in `sigil-banned`): the engine
+    /// mandates the exclusion, so [`CoordinatorStore::clear_exclusion`]
+    /// never clears it; only [`lift_ban_exclusions`], with a key refresh or
+    /// reshare, does.
+    pub ban: bool,
 }
 
 /// A sign request held until approvers approve its intent.
@@ -86,6 +102,20 @@ pub struct PendingApproval {
 #[async_trait]
 pub trait CoordinatorStore: Send + Sync + 'static {
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Writes a commit certificate and moves the key's record to its epoch,
+    /// in one transaction. Refuses a certificate for an epoch that is not
+    /// the record's next one.
+    async fn certify_epoch(
+        &self,
+        key: &KeyRecord,
+        certificate: &[u8],
+        notify: &[u16],
+        now: &str,
+    ) -> Result<(), StoreError>;
+    /// Certificates not yet confirmed by every node: (key id, epoch, certificate, nodes to tell).
+    async fn uncommitted_epochs(&self) -> Result<Vec<UncommittedEpoch>, StoreError>;
+    /// Marks a certificate as confirmed by every node.
+    async fn complete_epoch(&self, key_id: &str, epoch: u64, now: &str) -> Result<(), StoreError>;
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
 
@@ -115,7 +145,8 @@ pub trait CoordinatorStore: Send + Sync + 'static {
     /// Misbehaviour records not cleared yet (for `key_id`, or every key):
     /// their nodes are excluded from the key's quorums.
     async fn list_exclusions(&self, key_id: Option<&str>) -> Result<Vec<Misbehaviour>, StoreError>;
-    /// Clears every open record of `node_id` for `key_id`; returns how many.
+    /// Clears every open record of `node_id` for `key_id` that is not a
+    /// ban; returns how many.
     async fn clear_exclusion(
         &self,
         key_id: &str,
@@ -178,6 +209,32 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Lifts the DKLs23 ban exclusions of `key_id` (marks them cleared with
+/// `reason`); returns how many.
+///
+/// **Contract:** call it only inside the transaction that moves the key's
+/// record to a refreshed or reshared epoch (pass that transaction's
+/// connection: `&mut tx`): the new epoch gives every party fresh pairwise
+/// DKLs23 state, or leaves the banned node out, which is the only thing
+/// that ends a ban. Nothing else lifts one.
+pub async fn lift_ban_exclusions(
+    conn: &mut sqlx::SqliteConnection,
+    key_id: &str,
+    reason: &str,
+    lifted_at: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE misbehaviour SET cleared_at = ?, cleared_reason = ? \
+         WHERE key_id = ? AND ban = 1 AND cleared_at IS NULL",
+    )
+    .bind(lifted_at)
+    .bind(reason)
+    .bind(key_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// SQLite coordinator store.
@@ -250,6 +307,7 @@ impl SqliteCoordinatorStore {
             session_id: r.try_get("session_id")?,
             reason: r.try_get("reason")?,
             created_at: r.try_get("created_at")?,
+            ban: r.try_get::<i64, _>("ban")? == 1,
         })
     }
 
@@ -305,6 +363,97 @@ impl CoordinatorStore for SqliteCoordinatorStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn certify_epoch(
+        &self,
+        key: &KeyRecord,
+        certificate: &[u8],
+        notify: &[u16],
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let participants = serde_json::to_string(&key.participants)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let notify =
+            serde_json::to_string(notify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let epoch = i64::try_from(key.epoch).map_err(|_| StoreError::Corrupt("epoch".into()))?;
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE keys SET epoch = ?, threshold = ?, participants = ?, public_key_package = ? \
+             WHERE key_id = ? AND epoch = ? - 1 AND public_key = ?",
+        )
+        .bind(epoch)
+        .bind(i64::from(key.threshold))
+        .bind(participants)
+        .bind(&key.public_key_package)
+        .bind(&key.key_id)
+        .bind(epoch)
+        .bind(&key.public_key)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "key {} is not at epoch {} with this public key",
+                key.key_id,
+                key.epoch.saturating_sub(1)
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO epoch_certificates (key_id, epoch, certificate, notify, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.key_id)
+        .bind(epoch)
+        .bind(certificate)
+        .bind(notify)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // The new epoch gives every party fresh pairwise state (or leaves
+        // the banned node out): the key's DKLs23 bans end with the old epoch.
+        lift_ban_exclusions(
+            &mut tx,
+            &key.key_id,
+            &format!("lifted by the switch to epoch {}", key.epoch),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn uncommitted_epochs(&self) -> Result<Vec<UncommittedEpoch>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, epoch, certificate, notify FROM epoch_certificates \
+             WHERE completed_at IS NULL ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let epoch: i64 = r.try_get("epoch")?;
+                let notify: String = r.try_get("notify")?;
+                Ok(UncommittedEpoch {
+                    key_id: r.try_get("key_id")?,
+                    epoch: u64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch".into()))?,
+                    certificate: r.try_get("certificate")?,
+                    notify: serde_json::from_str(&notify)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn complete_epoch(&self, key_id: &str, epoch: u64, now: &str) -> Result<(), StoreError> {
+        let epoch = i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch".into()))?;
+        sqlx::query(
+            "UPDATE epoch_certificates SET completed_at = ? WHERE key_id = ? AND epoch = ? AND completed_at IS NULL",
+        )
+        .bind(now)
+        .bind(key_id)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -419,12 +568,13 @@ impl CoordinatorStore for SqliteCoordinatorStore {
     }
 
     async fn record_misbehaviour(&self, m: &Misbehaviour) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO misbehaviour (node_id, key_id, session_id, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO misbehaviour (node_id, key_id, session_id, reason, created_at, ban) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(i64::from(m.node_id))
             .bind(&m.key_id)
             .bind(&m.session_id)
             .bind(&m.reason)
             .bind(&m.created_at)
+            .bind(i64::from(m.ban))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -432,7 +582,7 @@ impl CoordinatorStore for SqliteCoordinatorStore {
 
     async fn list_misbehaviour(&self) -> Result<Vec<Misbehaviour>, StoreError> {
         let rows = sqlx::query(
-            "SELECT node_id, key_id, session_id, reason, created_at FROM misbehaviour ORDER BY id",
+            "SELECT node_id, key_id, session_id, reason, created_at, ban FROM misbehaviour ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -441,7 +591,7 @@ impl CoordinatorStore for SqliteCoordinatorStore {
 
     async fn list_exclusions(&self, key_id: Option<&str>) -> Result<Vec<Misbehaviour>, StoreError> {
         let rows = sqlx::query(
-            "SELECT node_id, key_id, session_id, reason, created_at FROM misbehaviour \
+            "SELECT node_id, key_id, session_id, reason, created_at, ban FROM misbehaviour \
              WHERE cleared_at IS NULL AND (?1 IS NULL OR key_id = ?1) ORDER BY id",
         )
         .bind(key_id)
@@ -459,7 +609,7 @@ impl CoordinatorStore for SqliteCoordinatorStore {
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE misbehaviour SET cleared_at = ?, cleared_reason = ? \
-             WHERE key_id = ? AND node_id = ? AND cleared_at IS NULL",
+             WHERE key_id = ? AND node_id = ? AND cleared_at IS NULL AND ban = 0",
         )
         .bind(cleared_at)
         .bind(reason)
@@ -771,6 +921,7 @@ mod tests {
             session_id: "s".into(),
             reason: "bad share".into(),
             created_at: "t".into(),
+            ban: false,
         };
         store.record_misbehaviour(&m).await.expect("record");
         assert_eq!(
@@ -806,6 +957,118 @@ mod tests {
         assert!(store.list_exclusions(None).await.expect("list").is_empty());
         // Clearing keeps the history.
         assert_eq!(store.list_misbehaviour().await.expect("list"), vec![m]);
+    }
+
+    #[tokio::test]
+    async fn a_ban_is_not_cleared_by_an_operator_only_lifted_with_a_new_epoch() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        let record = |node_id, key_id: &str, ban| Misbehaviour {
+            node_id,
+            key_id: key_id.into(),
+            session_id: "s".into(),
+            reason: "node 1 aborted the protocol: banned".into(),
+            created_at: "t".into(),
+            ban,
+        };
+        for m in [
+            record(2, "k", true),
+            record(3, "k", false),
+            record(2, "other", true),
+        ] {
+            store.record_misbehaviour(&m).await.expect("record");
+        }
+        assert_eq!(
+            store.list_exclusions(Some("k")).await.expect("list"),
+            vec![record(2, "k", true), record(3, "k", false)]
+        );
+        assert_eq!(
+            store
+                .clear_exclusion("k", 2, "looks fine", "t2")
+                .await
+                .expect("clear"),
+            0,
+            "a ban was cleared"
+        );
+        assert_eq!(
+            store
+                .clear_exclusion("k", 3, "investigated", "t2")
+                .await
+                .expect("clear"),
+            1
+        );
+        // The key's new epoch lifts its bans (and only its own), with the
+        // transaction that commits it.
+        let mut tx = store.pool.begin().await.expect("begin");
+        assert_eq!(
+            lift_ban_exclusions(&mut tx, "k", "refreshed to epoch 1", "t3")
+                .await
+                .expect("lift"),
+            1
+        );
+        tx.commit().await.expect("commit");
+        assert!(
+            store
+                .list_exclusions(Some("k"))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            store.list_exclusions(None).await.expect("list"),
+            vec![record(2, "other", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_moves_the_key_to_its_epoch_once() {
+        let store = SqliteCoordinatorStore::in_memory().await.expect("open");
+        store.insert_key(&key("k")).await.expect("insert");
+        let mut next = key("k");
+        next.epoch = 1;
+        next.participants = vec![1, 3, 4];
+        next.public_key_package = vec![9, 9];
+        store
+            .certify_epoch(&next, b"cert", &[1, 2, 3, 4], "t1")
+            .await
+            .expect("certify");
+        assert_eq!(store.get_key("k").await.expect("get"), Some(next.clone()));
+        // The same epoch cannot be certified twice, nor an epoch that skips one.
+        assert!(
+            store
+                .certify_epoch(&next, b"cert", &[1], "t2")
+                .await
+                .is_err()
+        );
+        let mut skip = next.clone();
+        skip.epoch = 3;
+        assert!(
+            store
+                .certify_epoch(&skip, b"cert", &[1], "t2")
+                .await
+                .is_err()
+        );
+        // Another public key never replaces the key's.
+        let mut other = next.clone();
+        other.epoch = 2;
+        other.public_key = vec![7; 33];
+        assert!(
+            store
+                .certify_epoch(&other, b"cert", &[1], "t2")
+                .await
+                .is_err()
+        );
+        let open = store.uncommitted_epochs().await.expect("list");
+        assert_eq!(
+            open,
+            vec![UncommittedEpoch {
+                key_id: "k".into(),
+                epoch: 1,
+                certificate: b"cert".to_vec(),
+                notify: vec![1, 2, 3, 4],
+            }]
+        );
+        store.complete_epoch("k", 1, "t3").await.expect("complete");
+        assert!(store.uncommitted_epochs().await.expect("list").is_empty());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! | `session_start` with `refused:<kind>` | a session start is refused | — |
 //! | `share_issued` | a signing session is about to release its final message (the signature share) | yes |
 //! | `session_failed` | a session step fails (with the culprits the protocol names) | — |
+//! | `counterparty_banned` | a session failed with a DKLs23 ban; the ban was stored first (`culprits` = the banned node) | — (the ban stands without it) |
 //! | `session_aborted` | the coordinator aborted a live session, or the node stopped with it open | — |
 //! | `session_expired` | a session reached its deadline unfinished; its secrets were dropped | — |
 //!
@@ -63,6 +64,19 @@ pub mod actions {
     pub const POLICY_APPLIED: &str = "policy_applied";
     /// A policy document was refused.
     pub const POLICY_REFUSED: &str = "policy_refused";
+    /// A session failed with a DKLs23 ban, which this node stored: it never
+    /// runs a session of the key with the banned node again.
+    pub const COUNTERPARTY_BANNED: &str = "counterparty_banned";
+    /// A redistribution left this node a share of the key's next epoch (not signing yet).
+    pub const EPOCH_STAGED: &str = "epoch_staged";
+    /// This node dealt its share in a redistribution that leaves it no share.
+    pub const EPOCH_DEALT: &str = "epoch_dealt";
+    /// A commit certificate switched the key to its next epoch here.
+    pub const EPOCH_COMMITTED: &str = "epoch_committed";
+    /// A redistribution removed this node from a key: its shares were deleted.
+    pub const SHARE_REMOVED: &str = "share_removed";
+    /// Retired or abandoned shares were deleted.
+    pub const SHARES_DELETED: &str = "shares_deleted";
 }
 
 /// What the log says about one session; kept with the session so that its
@@ -115,6 +129,7 @@ pub fn refusal_kind(e: &NodeError) -> &'static str {
         NodeError::GovernanceRefused(_) => "governance",
         NodeError::PolicyDenied { .. } => "policy_denied",
         NodeError::ApprovalRequired { .. } => "approval_required",
+        NodeError::Banned { .. } => "banned",
         _ => "internal",
     }
 }
@@ -133,6 +148,12 @@ impl std::ops::Deref for NodeAudit {
 }
 
 impl NodeAudit {
+    /// A node log over an already opened process log (unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_process(process: ProcessAudit) -> Self {
+        Self { process }
+    }
+
     /// Opens the log where `config.audit` says (by default `node-audit.db`
     /// beside the node's database), signing heads with the node's certificate key.
     pub async fn open(config: &NodeConfig, tls: Arc<ReloadableTls>) -> Result<Self, NodeError> {
@@ -202,6 +223,17 @@ impl NodeAudit {
                 .detail(format!("{}: {e}", session.kind)),
         )
         .await;
+    }
+
+    /// A session failed with a DKLs23 ban, already stored
+    /// ([`crate::bans`]). Synced; the caller only logs a failure: bans fail
+    /// safe, they do not wait for the log.
+    pub async fn counterparty_banned(
+        &self,
+        session: &SessionAudit,
+        ban: &crate::bans::Ban,
+    ) -> Result<(), NodeError> {
+        self.append(crate::bans::ban_entry(session, ban)).await
     }
 
     /// A session reached its deadline unfinished and was dropped.

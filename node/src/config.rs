@@ -43,6 +43,48 @@ pub struct NodeConfig {
     /// Signed intents, officers and the default policy (see `docs/policy.md`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// How long shares of old and abandoned epochs are kept (see `docs/operations.md`).
+    #[serde(default)]
+    pub epochs: EpochConfig,
+}
+
+/// Lifetimes of shares that no longer sign.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochConfig {
+    /// A retired share (its epoch was superseded) is deleted after this long.
+    /// It never signs in the meantime; the grace only serves investigation.
+    #[serde(default = "default_retired_grace", with = "humantime_serde")]
+    pub retired_grace: Duration,
+    /// A redistributed share whose commit certificate never arrived is
+    /// deleted after this long.
+    #[serde(default = "default_next_ttl", with = "humantime_serde")]
+    pub next_ttl: Duration,
+    /// How often the node looks for shares to delete.
+    #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for EpochConfig {
+    fn default() -> Self {
+        Self {
+            retired_grace: default_retired_grace(),
+            next_ttl: default_next_ttl(),
+            sweep_interval: default_sweep_interval(),
+        }
+    }
+}
+
+fn default_retired_grace() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_next_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// How this node checks signed intents and who governs its policies.

@@ -56,9 +56,10 @@ pub enum NodeError {
     /// another key or path, or differing from the session it came with.
     #[error("refused: {0}")]
     Refused(String),
-    /// A policy document that cannot take effect: too few officer
-    /// signatures, or a version not newer than the one in force.
-    #[error("policy document refused: {0}")]
+    /// A policy document or key operation the security officers' rules
+    /// refuse: too few officer signatures, a version not newer than the one
+    /// in force, an operation other than the one signed.
+    #[error("refused by governance: {0}")]
     GovernanceRefused(String),
     /// The key's policy refuses the payload; `rule` names the rule.
     #[error("policy: {reason} (rule {rule})")]
@@ -72,6 +73,18 @@ pub enum NodeError {
         group: String,
         required: u16,
         have: u16,
+    },
+    /// Another participant of the session is a node this node banned from
+    /// the key (a DKLs23 ban, [`crate::bans`]): refused before any
+    /// randomness is drawn. `banned` lists every such participant.
+    #[error(
+        "{} from key {key_id} by this node: {reason}",
+        crate::bans::describe(banned)
+    )]
+    Banned {
+        key_id: String,
+        banned: Vec<u16>,
+        reason: String,
     },
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -143,6 +156,16 @@ fn status_of(e: NodeError) -> Status {
                 }
                 status
             }
+            e @ NodeError::Banned { .. } => {
+                // Not a refusal on the node's own authority over the request:
+                // the coordinator excludes the banned nodes and retries.
+                let mut status = Status::failed_precondition(e.to_string());
+                if let NodeError::Banned { banned, .. } = &e {
+                    sigil_proto::convert::metadata::insert_culprits(status.metadata_mut(), banned);
+                    sigil_proto::convert::metadata::insert_banned(status.metadata_mut(), banned);
+                }
+                status
+            }
             NodeError::AuditUnavailable(m) => {
                 tracing::error!(reason = %m, "audit log unavailable; operation refused");
                 Status::unavailable("audit log unavailable; operation refused")
@@ -160,13 +183,17 @@ pub use sigil_proto::convert::metadata::{
     POLICY_RULE as POLICY_RULE_METADATA, RELAY_SUSPECTED as RELAY_SUSPECTED_METADATA,
 };
 
-/// A protocol failure: `FAILED_PRECONDITION` with the culprits in metadata, so
-/// the coordinator can exclude them without parsing messages.
+/// A protocol failure: `FAILED_PRECONDITION` with the culprits (and a
+/// DKLs23 ban) in metadata, so the coordinator can exclude them without
+/// parsing messages.
 fn protocol_status(e: &ProtocolError) -> Status {
     use sigil_proto::convert::metadata;
     let mut status = Status::failed_precondition(e.to_string());
     let culprits: Vec<u16> = e.culprits().iter().map(|c| c.get()).collect();
     metadata::insert_culprits(status.metadata_mut(), &culprits);
+    if let Some(banned) = e.banned() {
+        metadata::insert_banned(status.metadata_mut(), &[banned.get()]);
+    }
     if e.implicates_relay() {
         metadata::insert_relay_suspected(status.metadata_mut());
     }

@@ -11,13 +11,18 @@
 //! [`policy`] (signed intents, per-key policy, spend receipts, officer
 //! governance — every check before a nonce is drawn), [`identity`] (the
 //! node's encryption key and the verification of relayed participants),
-//! [`sessions`] (open protocol sessions and their deadlines),
+//! [`sessions`] (open protocol sessions and their deadlines), [`epochs`]
+//! (refresh and reshare: staging, acknowledging, test-signing and committing
+//! a new epoch),
 //! [`audit`] (the node's tamper-evident audit log, fail closed),
+//! [`bans`] (DKLs23 bans this node holds and enforces itself),
 //! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
 //! listener, health, authorization, `run(listener, shutdown)`).
 
 pub mod audit;
+pub mod bans;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod identity;
 pub mod ledger;

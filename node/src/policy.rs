@@ -560,6 +560,40 @@ impl NodePolicy {
         })
     }
 
+    /// Verifies the officers' authorization of a key operation (refresh,
+    /// reshare) against this node's own officer configuration and checks
+    /// that `requested` is exactly what they signed. Returns the document.
+    pub fn authorize_operation(
+        &self,
+        signed: Option<&pb::SignedOperation>,
+        requested: &sigil_policy::RequestedOperation<'_>,
+        now: Option<u64>,
+    ) -> Result<sigil_policy::KeyOperation, NodeError> {
+        let officers = self.officers.as_ref().ok_or_else(|| {
+            NodeError::Unauthorized("this node has no security officers configured".into())
+        })?;
+        let signed = signed.ok_or_else(|| {
+            NodeError::Unauthorized(format!(
+                "a {} of key {} needs the security officers' authorization",
+                requested.kind, requested.key_id
+            ))
+        })?;
+        let op = sigil_policy::KeyOperation::from_document_bytes(&signed.document)
+            .map_err(|e| NodeError::InvalidRequest(e.to_string()))?;
+        let signed_by = sigil_policy::verify::verify_operation_signatures(&self.tls, signed)?;
+        sigil_policy::check_operation(officers, &signed_by, &op, requested, now).map_err(|e| {
+            use sigil_policy::{GovernanceError, OperationError};
+            match e {
+                OperationError::Governance(GovernanceError::UnknownOfficer(_)) => {
+                    NodeError::Unauthorized(e.to_string())
+                }
+                OperationError::Malformed(m) => NodeError::InvalidRequest(m),
+                other => NodeError::GovernanceRefused(other.to_string()),
+            }
+        })?;
+        Ok(op)
+    }
+
     /// Verifies and applies a policy document signed by the officer quorum.
     pub async fn apply(
         &self,

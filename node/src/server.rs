@@ -38,6 +38,7 @@ pub struct NodeServer {
     sessions: Arc<Sessions>,
     audit: NodeAudit,
     faults: Faults,
+    bans: crate::bans::Bans,
     events: broadcast::Sender<ConnectionEvent>,
 }
 
@@ -86,6 +87,7 @@ impl NodeServer {
         let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)?;
         let sqlite = Arc::new(SqliteShareStore::open(&config.database).await?);
         let store: Arc<dyn ShareStore> = sqlite.clone();
+        let ban_store: Arc<dyn crate::bans::BanStore> = sqlite.clone();
         let audit = NodeAudit::open(&config, tls.clone()).await?;
         let policy = Arc::new(NodePolicy::new(
             config.node_id,
@@ -96,6 +98,7 @@ impl NodeServer {
         )?);
         let (events, _) = broadcast::channel(256);
         let sessions = Arc::new(Sessions::new(config.session_ttl));
+        let bans = crate::bans::Bans::new(ban_store, audit.clone(), sessions.clone());
         Ok(Self {
             config,
             tls,
@@ -106,6 +109,7 @@ impl NodeServer {
             sessions,
             audit,
             faults: Faults::default(),
+            bans,
             events,
         })
     }
@@ -148,10 +152,26 @@ impl NodeServer {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NodeGrpc<NodeService>>().await;
 
+        let service = Arc::new(NodeService {
+            node_id: self.config.node_id,
+            zone: self.config.zone.clone(),
+            store: self.store.clone(),
+            tls: self.tls.clone(),
+            kek: self.kek.clone(),
+            encryption: self.encryption,
+            sessions: self.sessions.clone(),
+            audit: self.audit.clone(),
+            policy: self.policy.clone(),
+            faults: self.faults.clone(),
+            bans: self.bans.clone(),
+        });
         let sweeper = {
             let sessions = self.sessions.clone();
             let audit = self.audit.clone();
             let policy = self.policy.clone();
+            let service = service.clone();
+            let epochs = self.config.epochs.clone();
+            let sweep_every = epochs.sweep_interval.as_secs().max(1);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 let mut ticks: u64 = 0;
@@ -163,6 +183,13 @@ impl NodeServer {
                         && let Err(e) = policy.prune().await
                     {
                         tracing::warn!(error = %e, "could not prune expired intents");
+                    }
+                    if ticks.is_multiple_of(sweep_every)
+                        && let Err(e) = service
+                            .sweep_epochs(epochs.retired_grace, epochs.next_ttl)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "could not delete retired shares");
                     }
                     let expired = sessions.sweep();
                     if !expired.is_empty() {
@@ -177,18 +204,6 @@ impl NodeServer {
                 }
             })
         };
-        let service = NodeService {
-            node_id: self.config.node_id,
-            zone: self.config.zone.clone(),
-            store: self.store.clone(),
-            tls: self.tls.clone(),
-            kek: self.kek.clone(),
-            encryption: self.encryption,
-            sessions: self.sessions.clone(),
-            audit: self.audit.clone(),
-            policy: self.policy.clone(),
-            faults: self.faults.clone(),
-        };
         let opts = AcceptOptions {
             events: Some(self.events.clone()),
             ..AcceptOptions::default()
@@ -202,7 +217,7 @@ impl NodeServer {
                 })
             }))
             .add_service(health_service)
-            .add_service(NodeGrpc::new(service))
+            .add_service(NodeGrpc::from_arc(service))
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();

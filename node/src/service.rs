@@ -17,7 +17,7 @@ use sigil_proto::convert::{
 };
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::node_server::Node;
-use sigil_protocol::engine::{self, KeyShare};
+use sigil_protocol::engine;
 use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
 use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
@@ -51,6 +51,8 @@ pub struct NodeService {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) audit: NodeAudit,
     pub(crate) policy: Arc<crate::policy::NodePolicy>,
+    /// DKLs23 bans this node holds ([`crate::bans`]).
+    pub(crate) bans: crate::bans::Bans,
     #[allow(dead_code)] // read only with the fault-injection feature
     pub(crate) faults: Faults,
 }
@@ -78,7 +80,7 @@ impl NodeService {
         Ok(NodeId::new(self.node_id)?)
     }
 
-    fn encryption_keypair(&self) -> Result<EncryptionKeypair, NodeError> {
+    pub(crate) fn encryption_keypair(&self) -> Result<EncryptionKeypair, NodeError> {
         Ok(EncryptionKeypair::from_secret_bytes(
             self.encryption.secret_bytes().as_ref(),
         )?)
@@ -103,7 +105,11 @@ impl NodeService {
     fn session_audit(&self, actor: String, req: &pb::StartSessionRequest) -> SessionAudit {
         let (kind, key_id) = match &req.kind {
             Some(pb::start_session_request::Kind::Dkg(d)) => ("dkg", d.key_id.clone()),
+            Some(pb::start_session_request::Kind::Sign(s)) if s.epoch_test => {
+                ("epoch_test", s.key_id.clone())
+            }
             Some(pb::start_session_request::Kind::Sign(s)) => ("sign", s.key_id.clone()),
+            Some(pb::start_session_request::Kind::Reshare(r)) => ("reshare", r.key_id.clone()),
             None => ("unknown", String::new()),
         };
         SessionAudit {
@@ -144,6 +150,10 @@ impl NodeService {
                         "key id must be 1-128 of A-Z a-z 0-9 . _ -".into(),
                     ));
                 }
+                // Before any randomness (a ban outlives a key's deletion).
+                self.bans
+                    .check_session(&d.key_id, me, &participants.ids)
+                    .await?;
                 if self.store.exists(&d.key_id).await? {
                     return Err(NodeError::KeyExists(d.key_id));
                 }
@@ -179,29 +189,43 @@ impl NodeService {
                     messages,
                 )
             }
-            Some(pb::start_session_request::Kind::Sign(s)) => {
-                let stored = self
-                    .store
-                    .current(&s.key_id)
-                    .await?
-                    .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
-                let scheme = stored.scheme;
-                // What is signed comes from the requester's signed intent,
-                // checked against this node's own copy of the key's policy.
-                let check = self
-                    .policy
-                    .check_sign(&stored, &s, &participants.ids, &audit.actor)
+            Some(pb::start_session_request::Kind::Reshare(r)) => {
+                if !valid_key_id(&r.key_id) {
+                    return Err(NodeError::InvalidRequest(
+                        "key id must be 1-128 of A-Z a-z 0-9 . _ -".into(),
+                    ));
+                }
+                let started = self
+                    .start_reshare(r, session_id, me, participants, signer)
                     .await?;
-                let input = check.input;
-                receipt = Some(check.receipt);
-                audit.digest = signed_digest(input.signed_bytes());
-                let binding = Binding {
-                    key_id: &stored.key_id,
-                    node_id: self.node_id,
-                    epoch: stored.epoch,
+                (started.kind, started.messages)
+            }
+            Some(pb::start_session_request::Kind::Sign(s)) => {
+                let (stored, input, gate) = if s.epoch_test {
+                    // A `next` epoch signs a message the node derives itself, nothing else.
+                    let (stored, input) = self.epoch_test_input(&s, session_id).await?;
+                    (stored, input, None)
+                } else {
+                    // Before the policy check, the share or any randomness.
+                    self.bans
+                        .check_session(&s.key_id, me, &participants.ids)
+                        .await?;
+                    let stored = self
+                        .store
+                        .current(&s.key_id)
+                        .await?
+                        .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
+                    // What is signed comes from the requester's signed intent,
+                    // checked against this node's own copy of the key's policy.
+                    let check = self
+                        .policy
+                        .check_sign(&stored, &s, &participants.ids, &audit.actor)
+                        .await?;
+                    receipt = Some(check.receipt);
+                    (stored, check.input, check.gate)
                 };
-                let share =
-                    KeyShare::from_bytes(scheme, &self.kek.open(binding, &stored.sealed_share)?)?;
+                audit.digest = signed_digest(input.signed_bytes());
+                let share = self.open_share(&stored)?;
                 let protocol = engine::new_signer(
                     &share,
                     session_id,
@@ -219,12 +243,15 @@ impl NodeService {
                     &mut OsRng,
                 );
                 let messages = secure.start()?;
-                tracing::info!(session = %session_id, key_id = %s.key_id, request = %req.request_id, "signing session started");
+                tracing::info!(
+                    session = %session_id, key_id = %s.key_id, epoch = stored.epoch,
+                    epoch_test = s.epoch_test, request = %req.request_id, "signing session started"
+                );
                 (
                     SessionKind::Sign {
                         key_id: s.key_id,
                         secure,
-                        receipts: check.gate,
+                        receipts: gate,
                     },
                     messages,
                 )
@@ -260,6 +287,8 @@ impl NodeService {
         let audit = session.audit.clone();
         let result = self.step_taken(session_id, session, req).await;
         if let Err(e) = &result {
+            // A DKLs23 ban is stored before anything else is recorded.
+            self.bans.record_failure(&audit, e).await;
             self.audit.session_failed(&audit, e).await;
         }
         result
@@ -317,6 +346,37 @@ impl NodeService {
                 return Ok(response(&messages, None));
             }
             Stepped::DkgDone(messages, out) => (messages, out),
+            Stepped::ReshareDone(messages, out) => {
+                let SessionKind::Reshare {
+                    key_id,
+                    scheme,
+                    epoch,
+                    threshold,
+                    participants,
+                    ..
+                } = session.kind
+                else {
+                    return Err(NodeError::InvalidRequest(
+                        "unexpected protocol output".into(),
+                    ));
+                };
+                let output = self
+                    .finish_reshare(
+                        &session.audit,
+                        key_id.clone(),
+                        scheme,
+                        epoch,
+                        threshold,
+                        participants,
+                        out,
+                    )
+                    .await?;
+                tracing::info!(session = %session_id, key_id = %key_id, epoch, holds_share = output.ack.is_some(), "redistribution finished");
+                let output = Some(pb::SessionOutput {
+                    output: Some(pb::session_output::Output::Reshare(output)),
+                });
+                return Ok(response(&messages, output));
+            }
         };
         // Only a DKG finishes with an output; the session (and its secrets) ends here.
         let SessionKind::Dkg {
@@ -440,6 +500,20 @@ impl Node for NodeService {
                     .map_err(|e| Status::from(NodeError::from(e)))
             },
         ))))
+    }
+
+    async fn list_bans(
+        &self,
+        req: Request<pb::ListBansRequest>,
+    ) -> Result<Response<pb::ListBansResponse>, Status> {
+        let key_id = req.into_inner().key_id;
+        let bans = self
+            .bans
+            .list((!key_id.is_empty()).then_some(key_id.as_str()))
+            .await?;
+        Ok(Response::new(pb::ListBansResponse {
+            bans: bans.into_iter().map(crate::bans::ban_to_wire).collect(),
+        }))
     }
 
     async fn get_audit_heads(
@@ -575,6 +649,38 @@ impl Node for NodeService {
             threshold: u32::from(share.threshold),
             participants: share.participants.into_iter().map(u32::from).collect(),
         }))
+    }
+
+    async fn commit_epoch(
+        &self,
+        req: Request<pb::CommitEpochRequest>,
+    ) -> Result<Response<pb::NodeKey>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
+        let cert = req.into_inner().certificate.unwrap_or_default();
+        match self.apply_certificate(actor.clone(), &cert).await {
+            Ok(key) => Ok(Response::new(key)),
+            Err(e) => {
+                tracing::warn!(key_id = %cert.key_id, epoch = cert.epoch, error = %e, "commit certificate refused");
+                self.audit
+                    .record_refusal(
+                        sigil_audit::Entry::new(actor, crate::audit::actions::EPOCH_COMMITTED)
+                            .key_id(cert.key_id.clone())
+                            .digest(cert.public_key_package_sha256.clone())
+                            .detail(format!("epoch {}", cert.epoch)),
+                        &e,
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn list_epochs(
+        &self,
+        req: Request<pb::ListEpochsRequest>,
+    ) -> Result<Response<pb::ListEpochsResponse>, Status> {
+        let key_id = req.into_inner().key_id;
+        Ok(Response::new(self.epochs_of(&key_id).await?))
     }
 
     async fn reserve_spend(

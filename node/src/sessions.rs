@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sigil_protocol::engine::{DkgOutput, DkgProtocol, SignerProtocol};
+use sigil_protocol::engine::{
+    DkgOutput, DkgProtocol, ReshareOutput, ReshareProtocol, SignerProtocol,
+};
 use sigil_protocol::envelope::{SecureSession, SignedMessage};
 use sigil_protocol::{ProtocolError, SessionId, Transition};
 
@@ -27,6 +29,15 @@ pub enum SessionKind {
         threshold: u16,
         participants: Vec<u16>,
         secure: SecureSession<DkgProtocol>,
+    },
+    /// A refresh or reshare; `epoch`, `threshold` and `participants` describe the new epoch.
+    Reshare {
+        key_id: String,
+        scheme: sigil_protocol::Scheme,
+        epoch: u64,
+        threshold: u16,
+        participants: Vec<u16>,
+        secure: SecureSession<ReshareProtocol>,
     },
     Sign {
         key_id: String,
@@ -54,12 +65,15 @@ pub enum Stepped {
     DkgDone(Vec<SignedMessage>, DkgOutput),
     /// This node's signature share (or final signing message) is out.
     SignDone(Vec<SignedMessage>),
+    /// The redistribution finished: its last messages and this node's output.
+    ReshareDone(Vec<SignedMessage>, ReshareOutput),
 }
 
 impl Session {
     pub fn expected_round(&self) -> u16 {
         match &self.kind {
             SessionKind::Dkg { secure, .. } => secure.expected_round(),
+            SessionKind::Reshare { secure, .. } => secure.expected_round(),
             SessionKind::Sign { secure, .. } => secure.expected_round(),
         }
     }
@@ -71,6 +85,10 @@ impl Session {
             SessionKind::Dkg { secure, .. } => match secure.step(inbound)? {
                 Transition::Continue(messages) => Stepped::Continue(messages),
                 Transition::Finished { messages, output } => Stepped::DkgDone(messages, output),
+            },
+            SessionKind::Reshare { secure, .. } => match secure.step(inbound)? {
+                Transition::Continue(messages) => Stepped::Continue(messages),
+                Transition::Finished { messages, output } => Stepped::ReshareDone(messages, output),
             },
             SessionKind::Sign { secure, .. } => match secure.step(inbound)? {
                 Transition::Continue(messages) => Stepped::Continue(messages),
@@ -158,6 +176,26 @@ impl Sessions {
     /// Takes a live session out of the table (to drop it), if there is one.
     pub fn remove(&self, id: &SessionId) -> Option<Session> {
         self.lock().live.remove(id)
+    }
+
+    /// Takes every live session `matches` selects out of the table (to drop
+    /// it). Returns what the audit log says about each.
+    pub fn remove_matching(
+        &self,
+        matches: impl Fn(&Session) -> bool,
+    ) -> Vec<crate::audit::SessionAudit> {
+        let removed: Vec<Session> = {
+            let mut t = self.lock();
+            let ids: Vec<SessionId> = t
+                .live
+                .iter()
+                .filter(|(_, s)| matches(s))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| t.live.remove(id)).collect()
+        };
+        // Their secrets are dropped here, outside the lock.
+        removed.into_iter().map(|s| s.audit).collect()
     }
 
     /// Drops expired sessions (and their secrets) and forgets old ids.

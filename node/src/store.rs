@@ -42,7 +42,7 @@ pub enum ShareStatus {
 }
 
 impl ShareStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Current => "current",
@@ -111,6 +111,86 @@ pub trait ShareStore: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<StoredShare>, StoreError>;
     /// Number of keys with a current share.
     async fn count_current(&self) -> Result<u64, StoreError>;
+    /// Stores a redistributed share as `next` (status of `share` is
+    /// ignored), replacing any `next` of the key left by an earlier attempt
+    /// that never committed. Refuses an epoch that is already current or retired.
+    async fn stage_next(&self, share: &StoredShare) -> Result<(), StoreError>;
+    /// Switches the key to `epoch` in one transaction: `next` → `current`,
+    /// the previous `current` → `retired`, and the key's counterparty bans
+    /// lifted (the new epoch gave every party fresh pairwise state).
+    async fn commit_epoch(
+        &self,
+        key_id: &str,
+        epoch: u64,
+        now: &str,
+    ) -> Result<EpochSwitch, StoreError>;
+    /// Deletes every share of the key up to `epoch` (a node a
+    /// redistribution removed). Returns how many rows went.
+    async fn drop_key(&self, key_id: &str, epoch: u64) -> Result<u64, StoreError>;
+    /// Every stored epoch of `key_id`, oldest first.
+    async fn epochs(&self, key_id: &str) -> Result<Vec<StoredShare>, StoreError>;
+    /// Deletes retired shares retired before `retired_before` and `next`
+    /// shares staged before `next_before` (RFC 3339). Returns (retired, next) counts.
+    async fn sweep(
+        &self,
+        retired_before: &str,
+        next_before: &str,
+    ) -> Result<(u64, u64), StoreError>;
+}
+
+/// The columns of `key_shares`, as a literal so queries stay static strings.
+macro_rules! columns {
+    () => {
+        "key_id, epoch, scheme, status, threshold, participants, public_key, public_key_package, sealed_share, created_at"
+    };
+}
+
+/// Inserts `share` with `status`; refuses to overwrite an existing (key, epoch).
+async fn insert_row(
+    conn: &mut sqlx::SqliteConnection,
+    share: &StoredShare,
+    status: ShareStatus,
+) -> Result<(), StoreError> {
+    let epoch =
+        i64::try_from(share.epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
+    let participants = serde_json::to_string(&share.participants)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let result = sqlx::query(concat!(
+        "INSERT INTO key_shares (",
+        columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(&share.key_id)
+    .bind(epoch)
+    .bind(share.scheme.name())
+    .bind(status.as_str())
+    .bind(i64::from(share.threshold))
+    .bind(participants)
+    .bind(&share.public_key)
+    .bind(&share.public_key_package)
+    .bind(&share.sealed_share)
+    .bind(&share.created_at)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Exists {
+            key_id: share.key_id.clone(),
+            epoch: share.epoch,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What [`ShareStore::commit_epoch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochSwitch {
+    /// `next` became `current` just now.
+    Switched,
+    /// The epoch was already current (a repeated commit).
+    AlreadyCurrent,
+    /// No share of this epoch is staged here.
+    NothingStaged,
 }
 
 /// SQLite share store (WAL, `synchronous = FULL`: a share reported stored survives power loss).
@@ -131,7 +211,9 @@ impl SqliteShareStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted rows (retired shares) are overwritten, not left in free pages.
+            .pragma("secure_delete", "ON");
         Self::connect(opts).await
     }
 
@@ -177,45 +259,11 @@ impl SqliteShareStore {
     }
 }
 
-/// The columns of `key_shares`, as a literal so queries stay static strings.
-macro_rules! columns {
-    () => {
-        "key_id, epoch, scheme, status, threshold, participants, public_key, public_key_package, sealed_share, created_at"
-    };
-}
-
 #[async_trait]
 impl ShareStore for SqliteShareStore {
     async fn insert(&self, share: &StoredShare) -> Result<(), StoreError> {
-        let epoch = i64::try_from(share.epoch)
-            .map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
-        let participants = serde_json::to_string(&share.participants)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let result = sqlx::query(concat!(
-            "INSERT INTO key_shares (",
-            columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&share.key_id)
-        .bind(epoch)
-        .bind(share.scheme.name())
-        .bind(share.status.as_str())
-        .bind(i64::from(share.threshold))
-        .bind(participants)
-        .bind(&share.public_key)
-        .bind(&share.public_key_package)
-        .bind(&share.sealed_share)
-        .bind(&share.created_at)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Exists {
-                key_id: share.key_id.clone(),
-                epoch: share.epoch,
-            }),
-            Err(e) => Err(e.into()),
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_row(&mut conn, share, share.status).await
     }
 
     async fn current(&self, key_id: &str) -> Result<Option<StoredShare>, StoreError> {
@@ -280,6 +328,98 @@ impl ShareStore for SqliteShareStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn stage_next(&self, share: &StoredShare) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM key_shares WHERE key_id = ? AND status = 'next'")
+            .bind(&share.key_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_row(&mut tx, share, ShareStatus::Next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_epoch(
+        &self,
+        key_id: &str,
+        epoch: u64,
+        now: &str,
+    ) -> Result<EpochSwitch, StoreError> {
+        let epoch =
+            i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM key_shares WHERE key_id = ? AND epoch = ?")
+                .bind(key_id)
+                .bind(epoch)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status.as_deref() {
+            Some("current") => return Ok(EpochSwitch::AlreadyCurrent),
+            Some("next") => {}
+            _ => return Ok(EpochSwitch::NothingStaged),
+        }
+        sqlx::query(
+            "UPDATE key_shares SET status = 'retired', retired_at = ? WHERE key_id = ? AND status = 'current'",
+        )
+        .bind(now)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ?")
+            .bind(key_id)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        crate::bans::lift_bans(&mut tx, key_id).await?;
+        tx.commit().await?;
+        Ok(EpochSwitch::Switched)
+    }
+
+    async fn drop_key(&self, key_id: &str, epoch: u64) -> Result<u64, StoreError> {
+        let epoch =
+            i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM key_shares WHERE key_id = ? AND epoch <= ?")
+            .bind(key_id)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        crate::bans::lift_bans(&mut tx, key_id).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn epochs(&self, key_id: &str) -> Result<Vec<StoredShare>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM key_shares WHERE key_id = ? ORDER BY epoch"
+        ))
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row_to_share).collect()
+    }
+
+    async fn sweep(
+        &self,
+        retired_before: &str,
+        next_before: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        let retired = sqlx::query(
+            "DELETE FROM key_shares WHERE status = 'retired' AND retired_at IS NOT NULL AND retired_at < ?",
+        )
+        .bind(retired_before)
+        .execute(&self.pool)
+        .await?;
+        let next = sqlx::query("DELETE FROM key_shares WHERE status = 'next' AND created_at < ?")
+            .bind(next_before)
+            .execute(&self.pool)
+            .await?;
+        Ok((retired.rows_affected(), next.rows_affected()))
     }
 }
 
@@ -355,6 +495,85 @@ mod tests {
         assert_eq!(
             store.get("k", 0).await.expect("get").map(|s| s.epoch),
             Some(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_epoch_switch_retires_the_old_share_in_one_step() {
+        let store = SqliteShareStore::in_memory().await.expect("open");
+        store
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        assert_eq!(
+            store.commit_epoch("k", 1, "t1").await.expect("commit"),
+            EpochSwitch::NothingStaged
+        );
+        store
+            .stage_next(&share("k", 1, ShareStatus::Pending))
+            .await
+            .expect("stage");
+        // A second attempt replaces the first one's `next`.
+        let mut again = share("k", 1, ShareStatus::Next);
+        again.public_key_package = vec![7];
+        store.stage_next(&again).await.expect("restage");
+        assert_eq!(store.epochs("k").await.expect("epochs").len(), 2);
+        // Still the old epoch signs.
+        assert_eq!(
+            store.current("k").await.expect("q").map(|s| s.epoch),
+            Some(0)
+        );
+        assert_eq!(
+            store.commit_epoch("k", 1, "t1").await.expect("commit"),
+            EpochSwitch::Switched
+        );
+        assert_eq!(
+            store.commit_epoch("k", 1, "t2").await.expect("commit"),
+            EpochSwitch::AlreadyCurrent
+        );
+        let epochs = store.epochs("k").await.expect("epochs");
+        assert_eq!(
+            epochs
+                .iter()
+                .map(|s| (s.epoch, s.status))
+                .collect::<Vec<_>>(),
+            vec![(0, ShareStatus::Retired), (1, ShareStatus::Current)]
+        );
+        assert_eq!(epochs[1].public_key_package, vec![7]);
+        // A committed epoch cannot be staged again.
+        assert!(matches!(
+            store.stage_next(&share("k", 1, ShareStatus::Next)).await,
+            Err(StoreError::Exists { epoch: 1, .. })
+        ));
+        // Retired shares go after the grace period; the current one stays.
+        assert_eq!(store.sweep("t0", "t0").await.expect("sweep"), (0, 0));
+        assert_eq!(store.sweep("t9", "t0").await.expect("sweep"), (1, 0));
+        assert_eq!(store.epochs("k").await.expect("epochs").len(), 1);
+        // A node removed from the key deletes what it holds.
+        assert_eq!(store.drop_key("k", 1).await.expect("drop"), 1);
+        assert!(!store.exists("k").await.expect("exists"));
+    }
+
+    #[tokio::test]
+    async fn an_uncommitted_next_expires() {
+        let store = SqliteShareStore::in_memory().await.expect("open");
+        store
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        let mut next = share("k", 1, ShareStatus::Next);
+        next.created_at = "2026-01-01T00:00:00Z".into();
+        store.stage_next(&next).await.expect("stage");
+        assert_eq!(
+            store
+                .sweep("2000-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+                .await
+                .expect("sweep"),
+            (0, 1)
+        );
+        assert_eq!(
+            store.commit_epoch("k", 1, "t").await.expect("commit"),
+            EpochSwitch::NothingStaged
         );
     }
 

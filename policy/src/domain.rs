@@ -12,6 +12,9 @@
 //! | approval (approver) | `"sigil.v1.Approval\0"` ‖ SHA-256(`SignedIntent.intent`) |
 //! | spend receipt (node) | `"sigil.v1.SpendReceipt\0"` ‖ `SpendReceipt.body` |
 //! | policy document (officer) | `"sigil.v1.Policy\0"` ‖ `SignedPolicy.document` |
+//! | key operation (officer) | `"sigil.v1.KeyOperation\0"` ‖ `SignedOperation.document` ([`crate::operation`]) |
+//! | epoch acknowledgement (node) | `"sigil.v1.EpochAck\0"` ‖ `EpochAck.body` |
+//! | epoch test signature (threshold key) | `"sigil.v1.EpochTest\0"` ‖ key id ‖ epoch ‖ session id ([`epoch_test_message`]) |
 //!
 //! Each domain ends in a NUL byte, which no domain contains elsewhere, so no
 //! domain is a prefix of another.
@@ -26,6 +29,27 @@ pub const APPROVAL_DOMAIN: &[u8] = b"sigil.v1.Approval\0";
 pub const RECEIPT_DOMAIN: &[u8] = b"sigil.v1.SpendReceipt\0";
 /// Domain of a security officer's signature over a policy document.
 pub const POLICY_DOMAIN: &[u8] = b"sigil.v1.Policy\0";
+
+/// Domain of a node's acknowledgement of a redistributed epoch.
+pub const EPOCH_ACK_DOMAIN: &[u8] = b"sigil.v1.EpochAck\0";
+/// Domain of the message a key's `next` epoch signs before its commit.
+pub const EPOCH_TEST_DOMAIN: &[u8] = b"sigil.v1.EpochTest\0";
+
+/// What a node signs to acknowledge an epoch: [`EPOCH_ACK_DOMAIN`] ‖ the serialized `EpochAckBody`.
+pub fn epoch_ack_signing_bytes(body: &[u8]) -> Vec<u8> {
+    prefixed(EPOCH_ACK_DOMAIN, body)
+}
+
+/// The message a test signature of a `next` epoch signs: never a payload
+/// any chain accepts. Fields are length-prefixed (key id) or fixed-width.
+pub fn epoch_test_message(key_id: &str, epoch: u64, session_id: &[u8]) -> Vec<u8> {
+    let mut m = EPOCH_TEST_DOMAIN.to_vec();
+    m.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+    m.extend_from_slice(key_id.as_bytes());
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.extend_from_slice(session_id);
+    m
+}
 
 fn prefixed(domain: &[u8], bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(domain.len() + bytes.len());
@@ -63,11 +87,14 @@ pub fn intent_sha256(intent: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    const DOMAINS: [&[u8]; 4] = [
+    const DOMAINS: [&[u8]; 7] = [
         INTENT_DOMAIN,
         APPROVAL_DOMAIN,
         RECEIPT_DOMAIN,
         POLICY_DOMAIN,
+        crate::operation::OPERATION_DOMAIN,
+        EPOCH_ACK_DOMAIN,
+        EPOCH_TEST_DOMAIN,
     ];
 
     #[test]

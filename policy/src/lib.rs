@@ -17,6 +17,8 @@
 //! | the policy document (TOML written, JSON signed) | [`document`] |
 //! | the decision: allow, deny with the rule, or ask for approvals | [`evaluate`](mod@evaluate) |
 //! | who may replace a policy | [`governance`] |
+//! | who may refresh or reshare a key | [`operation`] |
+//! | acknowledgements and commit certificates of new epochs | [`epoch`] |
 //! | verify intents, approvals and officer signatures against a CA bundle | [`verify`] |
 //!
 //! Deny by default: a payload that is not understood exactly is refused,
@@ -26,9 +28,11 @@ pub mod amount;
 pub mod chain;
 pub mod document;
 pub mod domain;
+pub mod epoch;
 pub mod evaluate;
 pub mod governance;
 pub mod intent;
+pub mod operation;
 pub mod payload;
 pub mod verify;
 
@@ -38,10 +42,15 @@ pub use document::{
     PolicyRules, hash as document_sha256,
 };
 pub use domain::{
-    APPROVAL_DOMAIN, INTENT_DOMAIN, POLICY_DOMAIN, RECEIPT_DOMAIN, approval_signing_bytes,
+    APPROVAL_DOMAIN, EPOCH_ACK_DOMAIN, EPOCH_TEST_DOMAIN, INTENT_DOMAIN, POLICY_DOMAIN,
+    RECEIPT_DOMAIN, approval_signing_bytes, epoch_ack_signing_bytes, epoch_test_message,
     intent_sha256, intent_signing_bytes, policy_signing_bytes, receipt_signing_bytes,
 };
 pub use evaluate::{ApprovalNeed, Decision, Denial, EvalRequest, Usage, evaluate};
 pub use governance::{GovernanceError, Officers, check_update};
 pub use intent::{IntentError, IntentLimits, check_intent, check_matches, decode_intent};
+pub use operation::{
+    KeyOperation, OPERATION_DOMAIN, OperationError, OperationKind, RequestedOperation,
+    check_operation, operation_signing_bytes,
+};
 pub use payload::{Movement, Parsed, PayloadError, PayloadKind, parse};

@@ -156,10 +156,28 @@ pub fn verify_officer_signatures(
     signed: &pb::SignedPolicy,
 ) -> Result<Vec<String>, Refusal> {
     let bytes = crate::domain::policy_signing_bytes(&signed.document);
-    let mut names = Vec::with_capacity(signed.signatures.len());
-    for (i, s) in signed.signatures.iter().enumerate() {
+    verify_signatures_over(tls, &bytes, &signed.signatures)
+}
+
+/// Verifies every officer signature of a key operation document; returns
+/// the signers' client names (see [`crate::operation::check_operation`]).
+pub fn verify_operation_signatures(
+    tls: &ReloadableTls,
+    signed: &pb::SignedOperation,
+) -> Result<Vec<String>, Refusal> {
+    let bytes = crate::operation::operation_signing_bytes(&signed.document);
+    verify_signatures_over(tls, &bytes, &signed.signatures)
+}
+
+fn verify_signatures_over(
+    tls: &ReloadableTls,
+    bytes: &[u8],
+    signatures: &[pb::OfficerSignature],
+) -> Result<Vec<String>, Refusal> {
+    let mut names = Vec::with_capacity(signatures.len());
+    for (i, s) in signatures.iter().enumerate() {
         let (name, key) = client_of_chain(tls, &s.certificate_chain, "officer signature")?;
-        if !key.verify(&bytes, &s.signature) {
+        if !key.verify(bytes, &s.signature) {
             return Err(Refusal::Unauthorized(format!(
                 "signature {i} by {name} does not verify for this document"
             )));

@@ -129,6 +129,11 @@ pub mod metadata {
 
     /// The nodes a protocol error blames: comma-separated ids (`2,5`).
     pub const CULPRITS: &str = "sigil-culprits";
+    /// The nodes a DKLs23 ban names (comma-separated ids, a subset of
+    /// [`CULPRITS`]): the reporting node will never run a session of the
+    /// key with them again, and the coordinator's exclusion of them cannot
+    /// be cleared by an operator (only a key refresh or reshare lifts it).
+    pub const BANNED: &str = "sigil-banned";
     /// Present when a protocol error implicates the relay (the coordinator).
     pub const RELAY_SUSPECTED: &str = "sigil-relay-suspected";
     /// The policy rule that refused a request (`assets[0].max_per_tx`, `requesters`, ...).
@@ -146,19 +151,38 @@ pub mod metadata {
 
     /// Sets [`CULPRITS`] to `culprits`; an empty list sets nothing.
     pub fn insert_culprits(map: &mut MetadataMap, culprits: &[u16]) {
-        if culprits.is_empty() {
-            return;
-        }
-        let list: Vec<String> = culprits.iter().map(u16::to_string).collect();
-        if let Ok(v) = list.join(",").parse() {
-            map.insert(CULPRITS, v);
-        }
+        insert_ids(map, CULPRITS, culprits);
     }
 
     /// The nodes [`CULPRITS`] names; ids that do not parse are skipped, no
     /// entry is an empty list.
     pub fn culprits_from_metadata(map: &MetadataMap) -> Vec<u16> {
-        map.get(CULPRITS)
+        ids_from_metadata(map, CULPRITS)
+    }
+
+    /// Sets [`BANNED`] to `banned`; an empty list sets nothing.
+    pub fn insert_banned(map: &mut MetadataMap, banned: &[u16]) {
+        insert_ids(map, BANNED, banned);
+    }
+
+    /// The nodes [`BANNED`] names, read as [`culprits_from_metadata`] reads
+    /// [`CULPRITS`].
+    pub fn banned_from_metadata(map: &MetadataMap) -> Vec<u16> {
+        ids_from_metadata(map, BANNED)
+    }
+
+    fn insert_ids(map: &mut MetadataMap, key: &'static str, ids: &[u16]) {
+        if ids.is_empty() {
+            return;
+        }
+        let list: Vec<String> = ids.iter().map(u16::to_string).collect();
+        if let Ok(v) = list.join(",").parse() {
+            map.insert(key, v);
+        }
+    }
+
+    fn ids_from_metadata(map: &MetadataMap, key: &'static str) -> Vec<u16> {
+        map.get(key)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
             .unwrap_or_default()
@@ -236,6 +260,14 @@ mod tests {
         let mut odd = tonic::metadata::MetadataMap::new();
         odd.insert(metadata::CULPRITS, "3,x,70000,4".parse().expect("ascii"));
         assert_eq!(metadata::culprits_from_metadata(&odd), vec![3, 4]);
+
+        // Bans travel beside the culprits, in their own entry.
+        assert!(metadata::banned_from_metadata(&map).is_empty());
+        metadata::insert_banned(&mut map, &[5]);
+        assert_eq!(metadata::banned_from_metadata(&map), vec![5]);
+        assert_eq!(metadata::culprits_from_metadata(&map), vec![2, 5]);
+        metadata::insert_banned(&mut odd, &[]);
+        assert!(odd.get(metadata::BANNED).is_none());
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!   always knows what it signs, plus a BIP-32 path);
 //! - [`new_signer`] / [`Aggregator`]: one signer's state machine and the
 //!   coordinator's aggregation into a verified [`Signature`];
-//! - [`dkg_steps`] / [`sign_steps`]: how many relay rounds each protocol takes.
+//! - [`dkg_steps`] / [`sign_steps`]: how many relay rounds each protocol takes;
+//! - [`new_reshare`] / [`ReshareSpec`] / [`ReshareOutput`]: refresh the shares
+//!   of a key, or move it to a new participant set and threshold (verifiable
+//!   secret redistribution, see `crate::reshare`), and [`reshare_steps`].
 
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -265,6 +268,129 @@ pub fn sign_steps(scheme: Scheme) -> usize {
     match scheme {
         Scheme::EcdsaSecp256k1 => 2,
         _ => 1,
+    }
+}
+
+/// Refresh the shares of a key among the same participants, or reshare it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReshareKind {
+    /// Same participants, same threshold: fresh shares of the same key, so
+    /// shares leaked before the refresh are useless with shares from after it.
+    Refresh,
+    /// Any new participant set (overlapping the old one or not) and any
+    /// threshold from 2 to its size.
+    Reshare,
+}
+
+/// The public parameters of one refresh or reshare of a key; every party
+/// must be given the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReshareSpec {
+    pub kind: ReshareKind,
+    /// Every holder of a share of the current epoch (as in its public key package).
+    pub old_participants: Vec<NodeId>,
+    /// The current threshold `t`.
+    pub old_threshold: u16,
+    /// The old participants that deal (at least `t` of them), each re-sharing its share.
+    pub dealers: Vec<NodeId>,
+    /// Who holds a share of the new epoch.
+    pub new_participants: Vec<NodeId>,
+    /// The new threshold `t'`.
+    pub new_threshold: u16,
+}
+
+impl ReshareSpec {
+    /// Every party of the session, ascending: the dealers and the new
+    /// participants. Each takes part in every round (the relay's participant list).
+    pub fn parties(&self) -> Vec<NodeId> {
+        let parties: std::collections::BTreeSet<NodeId> = self
+            .dealers
+            .iter()
+            .chain(&self.new_participants)
+            .copied()
+            .collect();
+        parties.into_iter().collect()
+    }
+}
+
+/// What a finished refresh or reshare leaves with a party.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReshareOutput {
+    /// This party's share of the new epoch (secret); `None` for a dealer
+    /// that is not a new participant.
+    pub key_share: Option<KeyShare>,
+    /// The group key in the scheme's standard encoding: unchanged.
+    pub public_key: Vec<u8>,
+    /// The new epoch's public key package (new verifying shares and
+    /// threshold). Empty for a dealer of an ECDSA key that is not a new
+    /// participant: the new epoch's verifying shares are fixed by the DKLs23
+    /// refresh among the new participants, which it does not take part in
+    /// (the new participants' outputs carry the package).
+    pub public_key_package: Vec<u8>,
+}
+
+/// A boxed refresh or reshare state machine of any scheme.
+pub type ReshareProtocol = Box<dyn Protocol<Output = ReshareOutput> + Send>;
+
+/// This node's refresh or reshare of the key described by
+/// `current_public_key_package` (the current epoch's, as stored). `share`
+/// is this node's current share: required if it is a dealer, not used
+/// otherwise. Every party of the session ([`ReshareSpec::parties`]) runs one;
+/// the coordinator relays [`reshare_steps`] rounds after the start.
+///
+/// ECDSA keys (`crate::ecdsa`'s `reshare` module): the redistribution, then
+/// DKLs23's complete refresh among the new participants, in one session. A
+/// key whose package predates verifying shares (version 1) can only be
+/// refreshed, by all its participants, each from its own `share` (required
+/// of every party then); its reshare is refused until it has been refreshed
+/// once.
+pub fn new_reshare<R: RngCore + CryptoRng>(
+    scheme: Scheme,
+    session: SessionId,
+    me: NodeId,
+    spec: &ReshareSpec,
+    current_public_key_package: &[u8],
+    share: Option<&KeyShare>,
+    rng: &mut R,
+) -> Result<ReshareProtocol, ProtocolError> {
+    let mismatch = |other: &KeyShare| {
+        Err(ProtocolError::InvalidParameters(format!(
+            "a {} share cannot reshare a {scheme} key",
+            other.scheme()
+        )))
+    };
+    if scheme == Scheme::EcdsaSecp256k1 {
+        let share = match share {
+            None => None,
+            Some(KeyShare::Ecdsa(share)) => Some(share),
+            Some(other) => return mismatch(other),
+        };
+        return ecdsa::new_reshare(session, me, spec, current_public_key_package, share, rng);
+    }
+    let share = match share {
+        None => None,
+        Some(KeyShare::Frost(share)) => Some(share),
+        Some(other) => return mismatch(other),
+    };
+    frost::new_reshare(
+        scheme,
+        session,
+        me,
+        spec,
+        current_public_key_package,
+        share,
+        rng,
+    )
+}
+
+/// Relay rounds a refresh or reshare of `scheme` takes after the start:
+/// FROST 3 (the redistribution); ECDSA 7 (the redistribution, then DKLs23's
+/// complete refresh among the new participants, whatever the key's package
+/// version).
+pub fn reshare_steps(scheme: Scheme) -> usize {
+    match scheme {
+        Scheme::EcdsaSecp256k1 => ecdsa::reshare_steps(),
+        _ => 3,
     }
 }
 

@@ -54,6 +54,14 @@ pub enum ProtocolError {
         culprits: Vec<NodeId>,
         reason: String,
     },
+    /// DKLs23 caught a counterparty cheating on the reusable pairwise state
+    /// of the key (its OT-based multiplication: `AbortKind::BanCounterparty`).
+    /// The engine requires this party never to run another session of the
+    /// key with it: continuing would let it extract this party's share.
+    /// Only a key refresh or reshare that replaces the pairwise state (or
+    /// removes the node) lifts the ban.
+    #[error("{banned} is banned from every future session with this key (DKLs23 ban): {reason}")]
+    Banned { banned: NodeId, reason: String },
     /// A delivered message claims to come from this party itself. Honest
     /// parties never receive their own messages back: the relay replayed or
     /// substituted this party's own contribution (e.g. its signing commitment).
@@ -75,6 +83,8 @@ impl ProtocolError {
             // was produced by its sender.
             Self::Malformed { from, .. } | Self::Undecryptable { from } => vec![*from],
             Self::Misbehaviour { culprits, .. } => culprits.clone(),
+            // A ban names its counterparty: it is a culprit, and more.
+            Self::Banned { banned, .. } => vec![*banned],
             // Routing errors: the coordinator validates session, round, sender
             // and recipient before it delivers, so a signed message arriving
             // in the wrong place was misrouted or replayed by the relay.
@@ -93,8 +103,19 @@ impl ProtocolError {
         }
     }
 
+    /// The counterparty this party must never run a session of the key
+    /// with again ([`ProtocolError::Banned`]), if this error is a ban.
+    pub fn banned(&self) -> Option<NodeId> {
+        match self {
+            Self::Banned { banned, .. } => Some(*banned),
+            _ => None,
+        }
+    }
+
     /// True when the error implicates the relay (the coordinator): a forged,
-    /// replayed, misrouted or equivocated message.
+    /// replayed, misrouted or equivocated message. Never for a
+    /// [`ProtocolError::Banned`] or [`ProtocolError::Misbehaviour`]: their
+    /// checks run on messages the sender signed and sealed to this party.
     pub fn implicates_relay(&self) -> bool {
         matches!(
             self,

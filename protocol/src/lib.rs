@@ -15,8 +15,11 @@
 //! - [`Scheme`]: which signature scheme a key and a session use.
 //!
 //! Protocols: [`frost`] (DKG, signing, aggregation, verification for
-//! FROST secp256k1, Taproot and Ed25519) and [`ecdsa`] (threshold ECDSA over
-//! secp256k1 with DKLs23, with non-hardened BIP-32 derivation). Transport security:
+//! FROST secp256k1, Taproot and Ed25519), [`ecdsa`] (threshold ECDSA over
+//! secp256k1 with DKLs23, with non-hardened BIP-32 derivation) and
+//! `reshare`: verifiable secret redistribution (refresh, or reshare to a new
+//! participant set and threshold), generic over the group and reached through
+//! [`engine::new_reshare`]. Transport security:
 //! [`envelope`] (sender signatures and end-to-end encryption between nodes)
 //! and [`relay`] (the coordinator's pure routing of one round).
 
@@ -30,6 +33,7 @@ pub mod ids;
 pub mod message;
 pub mod protocol;
 pub mod relay;
+mod reshare;
 mod rounds;
 pub mod scheme;
 

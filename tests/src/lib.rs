@@ -221,6 +221,17 @@ impl TestCluster {
     /// cluster info used by new clients (e.g. a [`RogueCoordinator`] created
     /// afterwards) learns the new address; the running coordinator does not.
     pub async fn restart_node(&mut self, id: u16) -> Result<SocketAddr> {
+        self.restart_node_on(id, "127.0.0.1:0".parse()?).await
+    }
+
+    /// Like [`Self::restart_node`], on the address it had, so the running
+    /// coordinator reaches it again (a node process restarting in place).
+    pub async fn restart_node_in_place(&mut self, id: u16) -> Result<SocketAddr> {
+        let addr = self.node_addr(id)?;
+        self.restart_node_on(id, addr).await
+    }
+
+    async fn restart_node_on(&mut self, id: u16, bind: SocketAddr) -> Result<SocketAddr> {
         anyhow::ensure!(
             self.cluster.stop_node(id).await,
             "node {id} was not running"
@@ -229,7 +240,7 @@ impl TestCluster {
             sigil_node::NodeConfig::load(&self.dir.path().join(format!("node-{id}/node.toml")))?;
         let server = sigil_node::NodeServer::open(config).await?;
         let handle = server.handle();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -363,6 +363,7 @@ async fn sign_start(
             encoding: encoding as i32,
             intent: Some(intent),
             receipts,
+            epoch_test: false,
         })),
     })
 }

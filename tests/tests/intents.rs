@@ -100,6 +100,7 @@ async fn start_request(
             encoding: pb::MessageEncoding::Raw as i32,
             intent,
             receipts,
+            epoch_test: false,
         })),
     })
 }

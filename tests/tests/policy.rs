@@ -820,6 +820,7 @@ async fn rogue_spend(
                 encoding: pb::MessageEncoding::Keccak256 as i32,
                 intent: Some(intent),
                 receipts,
+                epoch_test: false,
             })),
         };
         let mut accepted = 0;

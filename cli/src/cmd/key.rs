@@ -1,6 +1,12 @@
 //! `sigil key`: create keys by distributed key generation, list and show
-//! them, and manage the nodes excluded from a key's quorums (acts as
-//! `operator`).
+//! them, refresh and reshare their shares, show their epochs, and manage
+//! the nodes excluded from a key's quorums (acts as `operator`).
+//!
+//! `refresh` and `reshare` need the security officers' signatures: the
+//! command writes the operation document (key, current epoch, nodes,
+//! threshold, a ten-minute expiry and a nonce) and has it signed by the
+//! officer identities `--officers` names (on a local `sigil up` cluster the
+//! dev officers, `officer-1,officer-2` by default), so each stays one command.
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
@@ -34,13 +40,43 @@ pub enum KeyCommand {
     List,
     /// Show one key.
     Show { key_id: String },
-    /// Nodes excluded from a key's quorums after a protocol named them as cheaters.
+    /// Nodes excluded from a key's quorums after a protocol named them as
+    /// cheaters (`BAN`: a DKLs23 ban, lifted only by a key refresh or reshare).
     Exclusions {
         /// Only this key (default: every key).
         #[arg(long, value_name = "ID")]
         key: Option<String>,
     },
+    /// Re-randomize every share of a key (same nodes, same threshold): the
+    /// public key stays, shares from before stop working.
+    Refresh {
+        #[arg(long, value_name = "ID")]
+        key: String,
+        /// Officer identities that sign the authorization.
+        #[arg(long, value_delimiter = ',', default_value = "officer-1,officer-2")]
+        officers: Vec<String>,
+    },
+    /// Move a key to other nodes and/or another threshold; the public key stays.
+    Reshare {
+        #[arg(long, value_name = "ID")]
+        key: String,
+        /// Signatures need this many nodes afterwards.
+        #[arg(long)]
+        threshold: u32,
+        /// Nodes to hold the new shares, e.g. 1,3,4.
+        #[arg(long, value_delimiter = ',', value_name = "IDS", required = true)]
+        nodes: Vec<u32>,
+        /// Officer identities that sign the authorization.
+        #[arg(long, value_delimiter = ',', default_value = "officer-1,officer-2")]
+        officers: Vec<String>,
+    },
+    /// A key's epochs as the coordinator and every node see them.
+    Epochs {
+        #[arg(long, value_name = "ID")]
+        key: String,
+    },
     /// Let an excluded node sign with a key again (after investigating it).
+    /// Refused for a DKLs23 ban.
     ClearExclusion {
         #[arg(long, value_name = "ID")]
         key: String,
@@ -110,7 +146,7 @@ pub async fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
                 .exclusions;
             let list: Vec<_> = exclusions
                 .iter()
-                .map(|e| json!({"key_id": e.key_id, "node_id": e.node_id, "session_id": e.session_id, "reason": e.reason, "created_at": e.created_at}))
+                .map(|e| json!({"key_id": e.key_id, "node_id": e.node_id, "session_id": e.session_id, "reason": e.reason, "created_at": e.created_at, "ban": e.ban}))
                 .collect();
             ctx.out.print(&json!({ "exclusions": list }), || {
                 let mut t = Text::new();
@@ -118,8 +154,10 @@ pub async fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
                     t.line("no exclusions");
                 }
                 for e in &exclusions {
+                    // A DKLs23 ban cannot be cleared: a key refresh or reshare lifts it.
+                    let kind = if e.ban { "BAN " } else { "excl" };
                     t.line(format_args!(
-                        "{}  node {:>3}  {}  session {}  {}",
+                        "{}  node {:>3}  {kind}  {}  session {}  {}",
                         e.key_id, e.node_id, e.created_at, e.session_id, e.reason
                     ));
                 }
@@ -141,6 +179,148 @@ pub async fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
                 || format!("cleared {cleared} exclusion record(s) of node {node} for key {key}\n"),
             );
         }
+        KeyCommand::Refresh { key, officers } => {
+            let current = client
+                .get_key(pb::GetKeyRequest {
+                    key_id: key.clone(),
+                })
+                .await?
+                .into_inner();
+            let op = operation(
+                sigil_policy::OperationKind::Refresh,
+                &current,
+                current.participants.clone(),
+                current.threshold,
+            )?;
+            let authorization = authorize(ctx, &op, officers)?;
+            progress(
+                ctx,
+                &format!("refreshing key {key} (epoch {})…", current.epoch),
+            );
+            let out = client
+                .refresh_key(pb::RefreshKeyRequest {
+                    key_id: key.clone(),
+                    authorization: Some(authorization),
+                })
+                .await?
+                .into_inner();
+            ctx.out.print(&redistribute_json(&out), || {
+                redistribute_text("refreshed", &out)
+            });
+        }
+        KeyCommand::Reshare {
+            key,
+            threshold,
+            nodes,
+            officers,
+        } => {
+            let current = client
+                .get_key(pb::GetKeyRequest {
+                    key_id: key.clone(),
+                })
+                .await?
+                .into_inner();
+            let op = operation(
+                sigil_policy::OperationKind::Reshare,
+                &current,
+                nodes.clone(),
+                *threshold,
+            )?;
+            let authorization = authorize(ctx, &op, officers)?;
+            progress(
+                ctx,
+                &format!(
+                    "resharing key {key} (epoch {}, {}-of-{:?}) to {threshold}-of-{nodes:?}…",
+                    current.epoch, current.threshold, current.participants
+                ),
+            );
+            let out = client
+                .reshare_key(pb::ReshareKeyRequest {
+                    key_id: key.clone(),
+                    new_threshold: *threshold,
+                    new_nodes: nodes.clone(),
+                    authorization: Some(authorization),
+                })
+                .await?
+                .into_inner();
+            ctx.out.print(&redistribute_json(&out), || {
+                redistribute_text("reshared", &out)
+            });
+        }
+        KeyCommand::Epochs { key } => {
+            let out = client
+                .list_epochs(pb::ListKeyEpochsRequest {
+                    key_id: key.clone(),
+                })
+                .await?
+                .into_inner();
+            let nodes: Vec<_> = out
+                .nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "node_id": n.node_id,
+                        "error": (!n.error.is_empty()).then_some(&n.error),
+                        "epochs": n.epochs.iter().map(|e| json!({
+                            "epoch": e.epoch,
+                            "status": e.status,
+                            "threshold": e.threshold,
+                            "participants": e.participants,
+                            "public_key_package_sha256": hex::encode(&e.public_key_package_sha256),
+                            "created_at": e.created_at,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            ctx.out.print(
+                &json!({
+                    "key_id": out.key_id,
+                    "current_epoch": out.current_epoch,
+                    "uncommitted": out.uncommitted,
+                    "nodes": nodes,
+                }),
+                || {
+                    let mut t = Text::new();
+                    t.line(format_args!(
+                        "key {}  current epoch {}",
+                        out.key_id, out.current_epoch
+                    ));
+                    if !out.uncommitted.is_empty() {
+                        t.line(format_args!(
+                            "  certified, not yet confirmed by every node: epochs {:?}",
+                            out.uncommitted
+                        ));
+                    }
+                    for n in &out.nodes {
+                        if !n.error.is_empty() {
+                            t.line(format_args!(
+                                "  node {:>3}  unreachable: {}",
+                                n.node_id, n.error
+                            ));
+                            continue;
+                        }
+                        if n.epochs.is_empty() {
+                            t.line(format_args!(
+                                "  node {:>3}  holds nothing of this key",
+                                n.node_id
+                            ));
+                        }
+                        for e in &n.epochs {
+                            t.line(format_args!(
+                                "  node {:>3}  epoch {:>3}  {:<8} {}-of-{:?}  package {}",
+                                n.node_id,
+                                e.epoch,
+                                e.status,
+                                e.threshold,
+                                e.participants,
+                                &hex::encode(&e.public_key_package_sha256)[..16]
+                            ));
+                        }
+                    }
+                    t.into()
+                },
+            );
+        }
         KeyCommand::Show { key_id } => {
             let key = client
                 .get_key(pb::GetKeyRequest {
@@ -152,6 +332,94 @@ pub async fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The operation document officers sign for this key's current epoch.
+fn operation(
+    kind: sigil_policy::OperationKind,
+    key: &pb::KeyInfo,
+    nodes: Vec<u32>,
+    threshold: u32,
+) -> Result<sigil_policy::KeyOperation> {
+    let ids = |v: &[u32]| -> Result<Vec<u16>> {
+        v.iter()
+            .map(|&n| u16::try_from(n).with_context(|| format!("node id {n} out of range")))
+            .collect()
+    };
+    let not_after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 600;
+    Ok(sigil_policy::KeyOperation {
+        operation: kind,
+        key_id: key.key_id.clone(),
+        from_epoch: key.epoch,
+        new_participants: ids(&nodes)?,
+        new_threshold: u16::try_from(threshold).context("threshold out of range")?,
+        not_after,
+        nonce: hex::encode(rand::random::<[u8; 16]>()),
+    })
+}
+
+/// The document signed by each of `officers` (identities in the data directory).
+fn authorize(
+    ctx: &Context,
+    op: &sigil_policy::KeyOperation,
+    officers: &[String],
+) -> Result<pb::SignedOperation> {
+    let document = op.to_document_bytes();
+    let signatures = officers
+        .iter()
+        .map(|officer| {
+            let client = ctx.identity(officer)?;
+            let signer = sigil_cli::intent::Signer::from_tls(&client.tls)?;
+            signer
+                .sign_operation(&document)
+                .with_context(|| format!("signing as {officer}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(pb::SignedOperation {
+        document,
+        signatures,
+    })
+}
+
+/// A line on stderr for people while a long step runs (not with `--json`).
+fn progress(ctx: &Context, line: &str) {
+    ctx.out.note(format_args!(
+        "{line} (ECDSA keys set up fresh pairwise state: this takes seconds)"
+    ));
+}
+
+fn redistribute_json(out: &pb::RedistributeResponse) -> serde_json::Value {
+    json!({
+        "key": out.key.as_ref().map(key_json),
+        "previous_epoch": out.previous_epoch,
+        "test_quorums": out.test_quorums.iter().map(|q| q.signers.clone()).collect::<Vec<_>>(),
+        "redistribute_ms": out.redistribute_ms,
+        "test_sign_ms": out.test_sign_ms,
+        "commit_ms": out.commit_ms,
+    })
+}
+
+fn redistribute_text(what: &str, out: &pb::RedistributeResponse) -> String {
+    let mut t = Text::new();
+    if let Some(k) = &out.key {
+        t.line(format_args!(
+            "{what} key {}: epoch {} → {}, {}-of-{:?}, public key unchanged",
+            k.key_id, out.previous_epoch, k.epoch, k.threshold, k.participants
+        ));
+    }
+    let quorums: Vec<_> = out.test_quorums.iter().map(|q| q.signers.clone()).collect();
+    t.line(format_args!(
+        "  test signatures by {quorums:?} verified before the switch"
+    ));
+    t.line(format_args!(
+        "  redistribution {} ms, test signatures {} ms, commit {} ms",
+        out.redistribute_ms, out.test_sign_ms, out.commit_ms
+    ));
+    t.into()
 }
 
 /// A key as JSON (as `key create`, `key show` and `key list` print it).

@@ -167,8 +167,8 @@ pub(crate) fn hash_nodes(h: &mut Sha256, nodes: &[NodeId]) {
 /// Maps a dkls23 abort to a protocol error, naming culprits by node id.
 ///
 /// - `BanCounterparty(p)`: the counterparty failed a check on the reusable
-///   OT state (DKLs23 §3.5): it is named, and must be excluded from every
-///   future session with this key.
+///   OT state (DKLs23 §3.5): [`ProtocolError::Banned`] names it; it must be
+///   excluded from every future session with this key.
 /// - Recoverable aborts whose reason is a check on messages only that
 ///   counterparty produced (its proof, commitments, multiplication
 ///   messages) name it too. The state machines reach those checks only
@@ -201,17 +201,17 @@ pub(crate) fn blame(roster: &Roster, me: PartyIndex, abort: Abort) -> ProtocolEr
         _ => None,
     };
     if let Some((index, node)) = culprit {
-        let ban = if matches!(abort.kind, AbortKind::BanCounterparty(_)) {
-            "; DKLs23 requires excluding it from every future session with this key"
+        let reason = format!("DKLs23 abort: {} (party {index} is {node})", abort.reason);
+        return if matches!(abort.kind, AbortKind::BanCounterparty(_)) {
+            ProtocolError::Banned {
+                banned: node,
+                reason,
+            }
         } else {
-            ""
-        };
-        return ProtocolError::Misbehaviour {
-            culprits: vec![node],
-            reason: format!(
-                "DKLs23 abort: {} (party {index} is {node}){ban}",
-                abort.reason
-            ),
+            ProtocolError::Misbehaviour {
+                culprits: vec![node],
+                reason,
+            }
         };
     }
     match abort.reason {
@@ -298,11 +298,30 @@ mod tests {
             p(3),
             AbortReason::OtConsistencyCheckFailed { counterparty: p(3) },
         );
-        assert!(matches!(
-            blame(&roster, p(1), ban),
-            ProtocolError::Misbehaviour { ref culprits, ref reason }
-                if culprits == &[n(9)] && reason.contains("future session")
-        ));
+        let banned = blame(&roster, p(1), ban);
+        assert!(
+            matches!(
+                banned,
+                ProtocolError::Banned { banned: node, ref reason }
+                    if node == n(9) && reason.contains("party 3 is node-9")
+            ),
+            "{banned:?}"
+        );
+        assert_eq!(banned.banned(), Some(n(9)));
+        assert_eq!(banned.culprits(), vec![n(9)]);
+        assert!(!banned.implicates_relay());
+        assert!(banned.to_string().contains("future session"), "{banned}");
+        // A ban that names this party itself (a corrupt abort) bans nobody.
+        let self_ban = Abort::ban(
+            p(1),
+            p(1),
+            AbortReason::OtConsistencyCheckFailed { counterparty: p(1) },
+        );
+        assert_eq!(blame(&roster, p(1), self_ban).banned(), None);
+        // Recoverable aborts name culprits but ban nobody.
+        let recoverable =
+            Abort::recoverable(p(1), AbortReason::CommitmentMismatch { counterparty: p(3) });
+        assert_eq!(blame(&roster, p(1), recoverable).banned(), None);
         let commitment =
             Abort::recoverable(p(1), AbortReason::CommitmentMismatch { counterparty: p(2) });
         assert_eq!(blame(&roster, p(1), commitment).culprits(), vec![n(5)]);

@@ -22,6 +22,10 @@
 //!   every round-3 broadcast.
 //! - `step(round 4)`: every echo must equal ours → [`EcdsaDkgOutput`].
 //!
+//! The public key package keeps every participant's verifying share
+//! `p(j)·G` from dkls23's `PublicKeyPackage`, so later refreshes and
+//! redistributions can check shares against it.
+//!
 //! The DKLs23 session id is a hash of Sigil's session id, the threshold and
 //! the participants, so every proof and seed is bound to this session and
 //! a party given different parameters fails the first echo check. Secret
@@ -45,7 +49,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 use super::common::{
     Curve, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
 };
-use super::keys::{EcdsaPublicKeyPackage, check_threshold};
+use super::keys::{EcdsaPublicKeyPackage, check_threshold, parse_public_key};
 use super::{EcdsaDkgOutput, EcdsaKeyShare};
 use crate::rounds::{Expect, check_echoes, parse, sort_inbound};
 use crate::{Message, NodeId, Protocol, ProtocolError, Recipient, SessionId, Transition};
@@ -482,14 +486,24 @@ impl Dkg {
             opening.salt.zeroize();
         }
         drop(multiplication);
-        let (party, _) = result.map_err(|e| blame(&self.roster, self.index, e))?;
+        let (party, dkls_package) = result.map_err(|e| blame(&self.roster, self.index, e))?;
 
         let public_key = dkls23::utilities::hashes::point_to_bytes::<Curve>(&party.pk);
-        let package = EcdsaPublicKeyPackage::new(
+        // Every participant's verifying share `p(j)·G`, as dkls23 computed
+        // them from the committed points it just verified.
+        let mut verifying_shares = BTreeMap::new();
+        for &node in self.roster.nodes() {
+            let point = dkls_package
+                .verifying_share(self.roster.index(node)?)
+                .ok_or_else(|| internal(format!("dkls23 kept no verifying share for {node}")))?;
+            let bytes = dkls23::utilities::hashes::point_to_bytes::<Curve>(point);
+            verifying_shares.insert(node, parse_public_key(&bytes)?);
+        }
+        let package = EcdsaPublicKeyPackage::with_verifying_shares(
             &public_key,
             party.derivation_data.chain_code,
             self.threshold,
-            self.roster.nodes(),
+            &verifying_shares,
         )?;
         let public_key_package = package.to_bytes();
         let key_share = EcdsaKeyShare::from_party(self.me, package, &party)?;

@@ -8,7 +8,14 @@
 //! and the BIP-32 chain code. Decoding any of it checks every field against
 //! every other, so a share from another key, another node or another scheme
 //! is refused instead of silently producing wrong signatures.
+//!
+//! The package also carries every participant's *verifying share*
+//! `p(i)·G` (encoding version 2): what a share refresh or a redistribution
+//! checks shares against, and what lets a party prove its share is current.
+//! Packages written before verifying shares were kept (version 1) still
+//! decode, without them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k256::elliptic_curve::sec1::ToEncodedPoint as _;
@@ -22,15 +29,19 @@ use crate::{NodeId, ProtocolError, Scheme};
 pub(crate) const PUBLIC_KEY_LEN: usize = 33;
 
 /// The public description of one threshold ECDSA key, as the coordinator
-/// stores it: group key, BIP-32 chain code, threshold and participants (in
-/// party-index order). Everything needed to derive child keys and to check
-/// and aggregate signatures.
+/// stores it: group key, BIP-32 chain code, threshold, participants (in
+/// party-index order) and, since encoding version 2, each participant's
+/// verifying share. Everything needed to derive child keys, to check and
+/// aggregate signatures, and to check shares.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct EcdsaPublicKeyPackage {
     public_key: [u8; PUBLIC_KEY_LEN],
     chain_code: [u8; 32],
     threshold: u16,
     participants: Vec<NodeId>,
+    /// `p(i)·G` of every participant, SEC1 compressed; `None` for a
+    /// version-1 package (written before verifying shares were kept).
+    verifying_shares: Option<BTreeMap<NodeId, [u8; PUBLIC_KEY_LEN]>>,
 }
 
 impl fmt::Debug for EcdsaPublicKeyPackage {
@@ -40,17 +51,24 @@ impl fmt::Debug for EcdsaPublicKeyPackage {
             .field("chain_code", &hex::encode(self.chain_code))
             .field("threshold", &self.threshold)
             .field("participants", &self.participants)
+            .field(
+                "verifying_shares",
+                &self.verifying_shares.as_ref().map(BTreeMap::len),
+            )
             .finish()
     }
 }
 
 impl EcdsaPublicKeyPackage {
-    /// Magic and version of [`EcdsaPublicKeyPackage::to_bytes`].
+    /// Magic and versions of [`EcdsaPublicKeyPackage::to_bytes`]: version 1
+    /// has no verifying shares, version 2 has one per participant.
     const MAGIC: &'static [u8; 4] = b"SGPK";
-    const VERSION: u8 = 1;
+    const VERSION_1: u8 = 1;
+    const VERSION_2: u8 = 2;
 
-    /// Validates and builds a package: a valid compressed key, `2 ≤ threshold
-    /// ≤ n`, and 2..=255 distinct participants (any order; stored sorted).
+    /// Validates and builds a package without verifying shares (as written
+    /// by encoding version 1): a valid compressed key, `2 ≤ threshold ≤ n`,
+    /// and 2..=255 distinct participants (any order; stored sorted).
     pub fn new(
         public_key: &[u8],
         chain_code: [u8; 32],
@@ -65,7 +83,35 @@ impl EcdsaPublicKeyPackage {
             chain_code,
             threshold,
             participants: roster.nodes().to_vec(),
+            verifying_shares: None,
         })
+    }
+
+    /// Validates and builds a package with the verifying share `p(i)·G` of
+    /// every participant (the participants are the map's keys): each share
+    /// a valid compressed point, and all of them on one polynomial of degree
+    /// below `threshold` whose value at 0 is the group key (see
+    /// [`EcdsaPublicKeyPackage::check_verifying_shares`]).
+    pub fn with_verifying_shares(
+        public_key: &[u8],
+        chain_code: [u8; 32],
+        threshold: u16,
+        verifying_shares: &BTreeMap<NodeId, [u8; PUBLIC_KEY_LEN]>,
+    ) -> Result<Self, ProtocolError> {
+        let participants: Vec<NodeId> = verifying_shares.keys().copied().collect();
+        let mut package = Self::new(public_key, chain_code, threshold, &participants)?;
+        let mut shares = BTreeMap::new();
+        for (node, share) in verifying_shares {
+            let share = parse_public_key(share).map_err(|_| {
+                ProtocolError::InvalidParameters(format!(
+                    "the verifying share of {node} is not a valid secp256k1 point"
+                ))
+            })?;
+            shares.insert(*node, share);
+        }
+        package.verifying_shares = Some(shares);
+        package.check_verifying_shares()?;
+        Ok(package)
     }
 
     /// The group key, SEC1 compressed.
@@ -92,13 +138,67 @@ impl EcdsaPublicKeyPackage {
         Roster::new(None, &self.participants)
     }
 
-    /// Canonical encoding (public):
-    /// `"SGPK" ‖ version ‖ scheme tag ‖ key (33) ‖ chain code (32) ‖
+    /// The verifying share `p(i)·G` of `node` (SEC1 compressed); `None` if
+    /// `node` is not a participant or the package has no verifying shares
+    /// (version 1).
+    pub fn verifying_share(&self, node: NodeId) -> Option<[u8; PUBLIC_KEY_LEN]> {
+        self.verifying_shares.as_ref()?.get(&node).copied()
+    }
+
+    /// Every participant's verifying share, by node; `None` for a package
+    /// decoded from encoding version 1, which did not keep them.
+    pub fn verifying_shares(&self) -> Option<&BTreeMap<NodeId, [u8; PUBLIC_KEY_LEN]>> {
+        self.verifying_shares.as_ref()
+    }
+
+    /// Checks that the verifying shares lie on one polynomial of degree
+    /// below the threshold whose value at 0 is the group key (Lagrange
+    /// interpolation in the exponent over every window of `t` consecutive
+    /// party indices), i.e. that they are the shares of this key. Decoding
+    /// does not run this check (it costs `(n − t + 1)·t` scalar
+    /// multiplications); [`EcdsaPublicKeyPackage::with_verifying_shares`]
+    /// and the refresh do. Fails for a package without verifying shares.
+    pub fn check_verifying_shares(&self) -> Result<(), ProtocolError> {
+        let shares = self.verifying_shares.as_ref().ok_or_else(|| {
+            ProtocolError::InvalidParameters(
+                "the ECDSA public key package has no verifying shares (version 1)".into(),
+            )
+        })?;
+        let in_order: Vec<[u8; PUBLIC_KEY_LEN]> = self
+            .participants
+            .iter()
+            .map(|node| {
+                shares.get(node).copied().ok_or_else(|| {
+                    ProtocolError::InvalidParameters(format!("no verifying share for {node}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if shares.len() != in_order.len() {
+            return Err(ProtocolError::InvalidParameters(
+                "verifying shares of nodes that are not participants".into(),
+            ));
+        }
+        check_share_polynomial(&self.public_key, self.threshold, &in_order)
+    }
+
+    /// Canonical encoding (public). Version 1 (no verifying shares):
+    /// `"SGPK" ‖ 1 ‖ scheme tag ‖ key (33) ‖ chain code (32) ‖
     /// threshold (u16 BE) ‖ n (u16 BE) ‖ n × node id (u16 BE, ascending)`.
+    /// Version 2 is version 1 with the version byte 2, followed by
+    /// `n × verifying share (33, SEC1 compressed, in participant order)`.
+    /// A package without verifying shares is written as version 1, so its
+    /// bytes are those it was stored with.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(6 + PUBLIC_KEY_LEN + 32 + 4 + 2 * self.participants.len());
+        let shares = self.verifying_shares.as_ref().map_or(0, BTreeMap::len);
+        let mut out = Vec::with_capacity(
+            6 + PUBLIC_KEY_LEN + 32 + 4 + 2 * self.participants.len() + PUBLIC_KEY_LEN * shares,
+        );
         out.extend_from_slice(Self::MAGIC);
-        out.push(Self::VERSION);
+        out.push(if self.verifying_shares.is_some() {
+            Self::VERSION_2
+        } else {
+            Self::VERSION_1
+        });
         out.push(Scheme::EcdsaSecp256k1.tag());
         out.extend_from_slice(&self.public_key);
         out.extend_from_slice(&self.chain_code);
@@ -107,18 +207,27 @@ impl EcdsaPublicKeyPackage {
         for node in &self.participants {
             out.extend_from_slice(&node.get().to_be_bytes());
         }
+        if let Some(shares) = &self.verifying_shares {
+            // One per participant (checked when built), in participant order.
+            for share in shares.values() {
+                out.extend_from_slice(share);
+            }
+        }
         out
     }
 
-    /// Parses and validates [`EcdsaPublicKeyPackage::to_bytes`]; only the
-    /// canonical encoding is accepted (participants strictly ascending).
+    /// Parses and validates [`EcdsaPublicKeyPackage::to_bytes`], version 1
+    /// or 2; only the canonical encoding is accepted (participants strictly
+    /// ascending, every verifying share a valid compressed point). The
+    /// verifying shares are not interpolated here (see
+    /// [`EcdsaPublicKeyPackage::check_verifying_shares`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let mut reader = Reader::new(bytes, "ECDSA public key package");
         if reader.take(4)? != Self::MAGIC {
             return Err(reader.bad("bad magic"));
         }
         let [version] = reader.array()?;
-        if version != Self::VERSION {
+        if version != Self::VERSION_1 && version != Self::VERSION_2 {
             return Err(reader.bad(&format!("unsupported version {version}")));
         }
         let [tag] = reader.array()?;
@@ -137,6 +246,12 @@ impl EcdsaPublicKeyPackage {
         for _ in 0..count {
             participants.push(NodeId::new(reader.u16()?)?);
         }
+        let mut shares = Vec::new();
+        if version == Self::VERSION_2 {
+            for _ in 0..count {
+                shares.push(reader.array::<PUBLIC_KEY_LEN>()?);
+            }
+        }
         reader.finish()?;
         if participants.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ProtocolError::InvalidParameters(
@@ -144,8 +259,68 @@ impl EcdsaPublicKeyPackage {
                     .into(),
             ));
         }
-        Self::new(&public_key, chain_code, threshold, &participants)
+        let mut package = Self::new(&public_key, chain_code, threshold, &participants)?;
+        if version == Self::VERSION_2 {
+            let mut map = BTreeMap::new();
+            for (node, share) in participants.iter().zip(&shares) {
+                let share = parse_public_key(share).map_err(|_| {
+                    ProtocolError::InvalidParameters(format!(
+                        "invalid ECDSA public key package encoding: the verifying share of {node} is not a valid secp256k1 point"
+                    ))
+                })?;
+                map.insert(*node, share);
+            }
+            package.verifying_shares = Some(map);
+        }
+        Ok(package)
     }
+}
+
+/// Checks that `shares` (the verifying shares at party indices 1..=n, in
+/// order) lie on one polynomial of degree below `threshold` whose value at 0
+/// is `public_key`: for every window of `threshold` consecutive indices,
+/// Lagrange interpolation at 0 in the exponent must give the group key (as
+/// dkls23 checks its DKG's committed points). Two windows that overlap in
+/// `t − 1` indices and agree at 0 determine the same polynomial, so all `n`
+/// shares are on it. Public values only (k256 0.13).
+pub(crate) fn check_share_polynomial(
+    public_key: &[u8; PUBLIC_KEY_LEN],
+    threshold: u16,
+    shares: &[[u8; PUBLIC_KEY_LEN]],
+) -> Result<(), ProtocolError> {
+    let point = |bytes: &[u8]| {
+        k256::PublicKey::from_sec1_bytes(bytes)
+            .map(|p| p.to_projective())
+            .map_err(|_| ProtocolError::InvalidParameters("invalid secp256k1 point".into()))
+    };
+    let key = point(public_key)?;
+    let points: Vec<k256::ProjectivePoint> =
+        shares.iter().map(|s| point(s)).collect::<Result<_, _>>()?;
+    let t = usize::from(threshold);
+    check_threshold(threshold, points.len())?;
+    let x = |position: usize| k256::Scalar::from(position as u64 + 1);
+    for start in 0..=(points.len() - t) {
+        let window = start..start + t;
+        let mut at_zero = k256::ProjectivePoint::IDENTITY;
+        for j in window.clone() {
+            let mut numerator = k256::Scalar::ONE;
+            let mut denominator = k256::Scalar::ONE;
+            for k in window.clone().filter(|k| *k != j) {
+                numerator *= x(k);
+                denominator *= x(k) - x(j);
+            }
+            // Distinct indices below the group order: never zero.
+            let inverse = Option::<k256::Scalar>::from(denominator.invert())
+                .ok_or_else(|| internal("zero Lagrange denominator"))?;
+            at_zero += points[j] * (numerator * inverse);
+        }
+        if at_zero != key {
+            return Err(ProtocolError::InvalidParameters(
+                "the verifying shares do not interpolate to the group key".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a 33-byte SEC1 compressed key that is a valid curve point.
@@ -332,6 +507,14 @@ fn check_party(
     {
         return Err(bad("dkls23 party is not the master share of this key"));
     }
+    if let Some(expected) = package.verifying_share(node) {
+        let point = (k256_dkls23::ProjectivePoint::GENERATOR * party.poly_point).to_affine();
+        if dkls23::utilities::hashes::point_to_bytes::<Curve>(&point) != expected {
+            return Err(bad(
+                "dkls23 party does not match its verifying share in the public key package",
+            ));
+        }
+    }
     let others: Vec<_> = roster
         .nodes()
         .iter()
@@ -430,5 +613,140 @@ mod tests {
                 Err(ProtocolError::InvalidParameters(_))
             ));
         }
+    }
+
+    /// Verifying shares `(a0 + a1·x + a2·x²)·G` at x = 1..=n and the key `a0·G`.
+    fn shares_of(coefficients: &[u64], nodes: &[NodeId]) -> ([u8; 33], BTreeMap<NodeId, [u8; 33]>) {
+        let point = |s: k256::Scalar| -> [u8; 33] {
+            let p = (k256::ProjectivePoint::GENERATOR * s).to_affine();
+            p.to_encoded_point(true)
+                .as_bytes()
+                .try_into()
+                .expect("33 bytes")
+        };
+        let eval = |x: u64| {
+            coefficients
+                .iter()
+                .rev()
+                .fold(k256::Scalar::ZERO, |acc, c| {
+                    acc * k256::Scalar::from(x) + k256::Scalar::from(*c)
+                })
+        };
+        let shares = nodes
+            .iter()
+            .zip(1u64..)
+            .map(|(node, x)| (*node, point(eval(x))))
+            .collect();
+        (point(eval(0)), shares)
+    }
+
+    #[test]
+    fn package_with_verifying_shares_round_trips_as_version_2() {
+        let nodes = [n(2), n(5), n(9), n(11)];
+        let (key, shares) = shares_of(&[7, 11, 13], &nodes);
+        let package = EcdsaPublicKeyPackage::with_verifying_shares(&key, [7; 32], 3, &shares)
+            .expect("package");
+        assert_eq!(package.participants(), &nodes);
+        assert_eq!(package.verifying_shares(), Some(&shares));
+        assert_eq!(package.verifying_share(n(9)), shares.get(&n(9)).copied());
+        assert_eq!(package.verifying_share(n(3)), None);
+        let bytes = package.to_bytes();
+        assert_eq!(bytes[4], 2, "version 2");
+        assert_eq!(bytes.len(), 4 + 1 + 1 + 33 + 32 + 2 + 2 + 8 + 4 * 33);
+        let decoded = EcdsaPublicKeyPackage::from_bytes(&bytes).expect("decode");
+        assert_eq!(decoded, package);
+        decoded.check_verifying_shares().expect("consistent");
+        assert!(format!("{package:?}").contains("verifying_shares: Some(4)"));
+
+        // Every truncation and a trailing byte fail; so does a share that is
+        // not a point, and a share flipped to another valid point is caught
+        // by the interpolation check (not by decoding).
+        for len in 0..bytes.len() {
+            assert!(
+                EcdsaPublicKeyPackage::from_bytes(&bytes[..len]).is_err(),
+                "{len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(EcdsaPublicKeyPackage::from_bytes(&longer).is_err());
+        let last = bytes.len() - 33;
+        let mut not_a_point = bytes.clone();
+        not_a_point[last + 1..].copy_from_slice(&[0xff; 32]);
+        assert!(matches!(
+            EcdsaPublicKeyPackage::from_bytes(&not_a_point),
+            Err(ProtocolError::InvalidParameters(m)) if m.contains("verifying share of node-11")
+        ));
+        let mut swapped = bytes.clone();
+        let (first, second) = (bytes.len() - 66, bytes.len() - 33);
+        swapped[first..second].copy_from_slice(&bytes[second..]);
+        swapped[second..].copy_from_slice(&bytes[first..second]);
+        let swapped = EcdsaPublicKeyPackage::from_bytes(&swapped).expect("valid points");
+        assert!(matches!(
+            swapped.check_verifying_shares(),
+            Err(ProtocolError::InvalidParameters(m)) if m.contains("do not interpolate")
+        ));
+    }
+
+    #[test]
+    fn verifying_shares_must_interpolate_to_the_key() {
+        let nodes = [n(1), n(2), n(3), n(4), n(5)];
+        let (key, shares) = shares_of(&[3, 1, 4], &nodes);
+        EcdsaPublicKeyPackage::with_verifying_shares(&key, [0; 32], 3, &shares).expect("3-of-5");
+        // A degree-2 polynomial is not a 2-of-5 sharing.
+        assert!(EcdsaPublicKeyPackage::with_verifying_shares(&key, [0; 32], 2, &shares).is_err());
+        // The shares of another key.
+        let (other_key, _) = shares_of(&[4, 1, 4], &nodes);
+        assert!(
+            EcdsaPublicKeyPackage::with_verifying_shares(&other_key, [0; 32], 3, &shares).is_err()
+        );
+        // One share moved off the polynomial (first, middle, last window).
+        for node in [n(1), n(3), n(5)] {
+            let mut bad = shares.clone();
+            let (_, moved) = shares_of(&[9], &[node]);
+            bad.insert(node, moved[&node]);
+            assert!(
+                matches!(
+                    EcdsaPublicKeyPackage::with_verifying_shares(&key, [0; 32], 3, &bad),
+                    Err(ProtocolError::InvalidParameters(ref m)) if m.contains("do not interpolate")
+                ),
+                "{node}"
+            );
+        }
+        // n = t: the value at 0 still pins every share.
+        let (key, shares) = shares_of(&[5, 6], &nodes[..2]);
+        EcdsaPublicKeyPackage::with_verifying_shares(&key, [0; 32], 2, &shares).expect("2-of-2");
+        let mut bad = shares.clone();
+        bad.insert(n(2), shares[&n(1)]);
+        assert!(EcdsaPublicKeyPackage::with_verifying_shares(&key, [0; 32], 2, &bad).is_err());
+        // A package without verifying shares has nothing to check.
+        let v1 = EcdsaPublicKeyPackage::new(&key, [0; 32], 2, &nodes[..2]).expect("v1");
+        assert!(v1.check_verifying_shares().is_err());
+    }
+
+    #[test]
+    fn version_1_packages_still_decode_and_keep_their_bytes() {
+        let key = hex::decode(G).expect("hex");
+        let package =
+            EcdsaPublicKeyPackage::new(&key, [7; 32], 2, &[n(2), n(5), n(9)]).expect("package");
+        let bytes = package.to_bytes();
+        assert_eq!(bytes[4], 1, "version 1");
+        let decoded = EcdsaPublicKeyPackage::from_bytes(&bytes).expect("decode");
+        assert_eq!(decoded.verifying_shares(), None);
+        assert_eq!(decoded.verifying_share(n(2)), None);
+        assert_eq!(decoded.to_bytes(), bytes);
+        // Version 2 bytes without the shares, or version 1 bytes with them, are refused.
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert!(EcdsaPublicKeyPackage::from_bytes(&v2).is_err());
+        let (_, shares) = shares_of(&[1, 2], &[n(2), n(5), n(9)]);
+        let mut v1 = bytes;
+        for share in shares.values() {
+            v1.extend_from_slice(share);
+        }
+        assert!(EcdsaPublicKeyPackage::from_bytes(&v1).is_err());
+        let mut v3 = v1;
+        v3[4] = 3;
+        assert!(EcdsaPublicKeyPackage::from_bytes(&v3).is_err());
     }
 }

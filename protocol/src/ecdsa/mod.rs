@@ -11,9 +11,11 @@
 //! | | |
 //! | --- | --- |
 //! | DKG | [`new_dkg`]: 4 rounds, see `dkg` (commit/reveal with echo checks) |
+//! | refresh | [`new_refresh`]: 4 rounds, see `refresh` (dkls23's complete refresh: new shares and OT state, same key; also completes hollow shares from a redistribution) |
+//! | refresh / reshare of a key | `engine::new_reshare`: 7 rounds, see `reshare` (verifiable secret redistribution to the new set and threshold, then the complete refresh among the new participants) |
 //! | signing | [`new_signer`]: 2 rounds between signers + 1 message to the coordinator, see `sign` |
 //! | aggregation | [`EcdsaAggregator`] (coordinator, pure): `s = Σw / Σu`, low-S, verified, recovery id |
-//! | keys | 33-byte SEC1 compressed; [`EcdsaPublicKeyPackage`] = key, chain code, `t`, participants |
+//! | keys | 33-byte SEC1 compressed; [`EcdsaPublicKeyPackage`] = key, chain code, `t`, participants, verifying shares |
 //! | signatures | [`EcdsaSignature`]: 64-byte `r‖s` (low-S) + recovery id; [`verify`] |
 //! | derivation | non-hardened BIP-32 ([`DerivationPath`], [`derive_public_key`]) |
 //!
@@ -36,10 +38,13 @@ mod common;
 mod derivation;
 mod dkg;
 mod keys;
+mod refresh;
+mod reshare;
 mod sign;
 
 pub use self::derivation::{DerivationPath, derive_public_key};
 pub use self::keys::{EcdsaKeyShare, EcdsaPublicKeyPackage};
+pub use self::refresh::RefreshStart;
 pub use self::sign::{EcdsaAggregator, EcdsaSignature, verify};
 use crate::{NodeId, Protocol, ProtocolError, SessionId};
 
@@ -48,6 +53,8 @@ pub type EcdsaDkgProtocol = Box<dyn Protocol<Output = EcdsaDkgOutput> + Send>;
 /// A boxed ECDSA signing state machine; its only output is the final
 /// message it sends to the coordinator.
 pub type EcdsaSignerProtocol = Box<dyn Protocol<Output = ()> + Send>;
+/// A boxed ECDSA share refresh state machine.
+pub type EcdsaRefreshProtocol = Box<dyn Protocol<Output = EcdsaRefreshOutput> + Send>;
 
 /// Creates this node's DKG state machine for `participants` (which must
 /// include `me`; any order, at most 255) and a `threshold`-of-n key
@@ -65,6 +72,63 @@ pub fn new_dkg(
         participants,
         threshold,
     )?))
+}
+
+/// Creates this node's share refresh state machine: all `participants`
+/// (any order, must include `me`; party index = position in ascending
+/// order + 1, which is also the x-coordinate of a hollow share) run DKLs23's
+/// complete refresh of a `threshold`-of-n key from `start`, and each leaves
+/// with a new share of the same key (same chain code), fresh pairwise
+/// multiplication state and updated verifying shares. Every participant
+/// must take part: a refresh cannot leave anyone out. A
+/// [`RefreshStart::Hollow`] start is checked first (its scalar against its
+/// verifying share, the verifying shares against the group key) and refused
+/// with [`ProtocolError::InvalidParameters`] if either fails.
+pub fn new_refresh(
+    session: SessionId,
+    me: NodeId,
+    participants: &[NodeId],
+    threshold: u16,
+    start: RefreshStart,
+) -> Result<EcdsaRefreshProtocol, ProtocolError> {
+    Ok(Box::new(refresh::Refresh::new(
+        session,
+        me,
+        participants,
+        threshold,
+        start,
+    )?))
+}
+
+/// Relay rounds a refresh takes after the start.
+pub fn refresh_steps() -> usize {
+    4
+}
+
+/// This node's refresh or reshare of an ECDSA key (see `reshare`); the
+/// engine's `new_reshare` documents the parameters.
+pub(crate) fn new_reshare<R: rand_core::RngCore + rand_core::CryptoRng>(
+    session: SessionId,
+    me: NodeId,
+    spec: &crate::engine::ReshareSpec,
+    current_public_key_package: &[u8],
+    share: Option<&EcdsaKeyShare>,
+    rng: &mut R,
+) -> Result<crate::engine::ReshareProtocol, ProtocolError> {
+    Ok(Box::new(reshare::EcdsaReshare::new(
+        session,
+        me,
+        spec,
+        current_public_key_package,
+        share,
+        rng,
+    )?))
+}
+
+/// Relay rounds a refresh or reshare of an ECDSA key takes after the start:
+/// the redistribution's 3, then [`refresh_steps`].
+pub(crate) fn reshare_steps() -> usize {
+    reshare::steps()
 }
 
 /// Creates this node's signing state machine: exactly `threshold` `signers`
@@ -92,6 +156,20 @@ pub struct EcdsaDkgOutput {
     /// The group key, 33-byte SEC1 compressed.
     pub public_key: Vec<u8>,
     /// [`EcdsaPublicKeyPackage::to_bytes`] (public): what the coordinator stores.
+    pub public_key_package: Vec<u8>,
+}
+
+/// What a finished refresh leaves with a node: the same shape as
+/// [`EcdsaDkgOutput`]. The new share replaces the old one only once every
+/// participant has finished (refreshed and old shares do not sign together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcdsaRefreshOutput {
+    /// This node's new share (secret), to be encrypted at rest.
+    pub key_share: EcdsaKeyShare,
+    /// The group key (unchanged), 33-byte SEC1 compressed.
+    pub public_key: Vec<u8>,
+    /// [`EcdsaPublicKeyPackage::to_bytes`] (public) with the refreshed
+    /// verifying shares: what the coordinator stores.
     pub public_key_package: Vec<u8>,
 }
 

@@ -13,6 +13,9 @@
 //! | `frost-taproot` | 32-byte x-only (BIP-340) | 64-byte BIP-340 |
 //! | `frost-ed25519` | 32 bytes (RFC 8032) | 64 bytes (RFC 8032) |
 //!
+//! Keys are refreshed or reshared by the generic verifiable secret
+//! redistribution (`reshare`, through [`crate::engine::new_reshare`]).
+//!
 //! Taproot: frost-secp256k1-tr applies the BIP-341 "no script path" tweak
 //! to the DKG output (`post_dkg`), so the returned x-only key is the tweaked
 //! *output* key Q: signatures verify under it and it is what a `bc1p`
@@ -20,6 +23,7 @@
 
 mod common;
 mod dkg;
+mod reshare;
 mod sign;
 
 use std::fmt;
@@ -76,6 +80,30 @@ pub fn new_dkg<R: RngCore + CryptoRng>(
     with_suite!(scheme, |C| {
         let dkg = dkg::Dkg::<C>::new(session, me, participants, threshold, rng)?;
         Ok(Box::new(dkg) as DkgProtocol)
+    })
+}
+
+/// Creates this node's refresh or reshare of a FROST key (see
+/// [`crate::engine::new_reshare`], the public entry point).
+pub(crate) fn new_reshare<R: RngCore + CryptoRng>(
+    scheme: Scheme,
+    session: SessionId,
+    me: NodeId,
+    spec: &crate::engine::ReshareSpec,
+    current_public_key_package: &[u8],
+    share: Option<&KeyShare>,
+    rng: &mut R,
+) -> Result<crate::engine::ReshareProtocol, ProtocolError> {
+    with_suite!(scheme, |C| {
+        let reshare = reshare::FrostReshare::<C>::new(
+            session,
+            me,
+            spec,
+            current_public_key_package,
+            share,
+            rng,
+        )?;
+        Ok(Box::new(reshare) as crate::engine::ReshareProtocol)
     })
 }
 
