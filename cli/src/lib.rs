@@ -7,11 +7,14 @@
 //! cluster's audit logs ([`audit`]); signing intents, approvals and policy
 //! documents with a client identity's key ([`intent`]); and the one way
 //! every command prints its result, for people or as JSON ([`output`]), and
-//! its gRPC errors with their `sigil-*` details ([`status`]).
+//! its gRPC errors with their `sigil-*` details ([`status`]); and `sigil
+//! backup` / `sigil drill`: backups sealed to the offline backup key and
+//! recovery drills that restore one into an isolated node ([`drill`]).
 
 pub mod audit;
 pub mod bench;
 pub mod connect;
+pub mod drill;
 pub mod input;
 pub mod intent;
 pub mod loadgen;

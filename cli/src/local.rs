@@ -7,6 +7,11 @@
 //! and read back through the same loaders the daemons use, so a started
 //! layout can also be run as separate `sigil-node` / `sigil-coordinator`
 //! processes. With `base_port: None` every server binds `127.0.0.1:0`.
+//!
+//! A local cluster also gets a dev backup key: its secret in
+//! `<data-dir>/backup/recipient.key` (hex, mode 0600; in production the
+//! security officers hold it offline), its public half as every node's
+//! `[backup] recipient`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,6 +22,7 @@ use sigil_coordinator::config::{ClientGrant, NodeEndpoint};
 use sigil_coordinator::roles::Role;
 use sigil_coordinator::{CoordinatorConfig, CoordinatorHandle, CoordinatorServer};
 use sigil_node::{NodeConfig, NodeHandle, NodeServer};
+use sigil_policy::backup::{BackupPublicKey, BackupSecretKey};
 use sigil_tls::pki::PkiLayout;
 use sigil_tls::{Identity, TlsFiles, TrustDomain};
 use tokio::net::TcpListener;
@@ -69,6 +75,9 @@ pub struct ClusterSpec {
     /// coordinator. Default for a local cluster: intents required, requester
     /// `signer`, no amount limits, raw signing allowed. `None`: deny by default.
     pub default_policy: Option<sigil_policy::PolicyRules>,
+    /// Give every node the dev backup recipient ([`ensure_dev_backup_key`]).
+    /// `false`: nodes have no `[backup]` section and export no backups.
+    pub backup: bool,
 }
 
 impl std::fmt::Debug for ClusterSpec {
@@ -97,6 +106,7 @@ impl ClusterSpec {
             default_policy: Some(sigil_policy::PolicyRules::permissive_dev(vec![
                 "signer".to_owned(),
             ])),
+            backup: true,
         }
     }
 }
@@ -208,6 +218,73 @@ pub fn ensure_dev_pki(
     Ok((pki, issued))
 }
 
+/// Where a local cluster keeps its dev backup secret key.
+pub fn backup_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("backup").join("recipient.key")
+}
+
+/// Reads a backup secret key file (64 hex characters), refusing a file
+/// that others may read.
+pub fn load_backup_key(path: &Path) -> Result<BackupSecretKey, LocalError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| LocalError::Io(path.to_owned(), e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(LocalError::Layout(format!(
+                "{}: permissions {:o} are too open for a backup key; use 0600",
+                path.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| LocalError::Io(path.to_owned(), e))?,
+    );
+    BackupSecretKey::from_hex(&text)
+        .map_err(|e| LocalError::Layout(format!("{}: {e}", path.display())))
+}
+
+/// Creates the dev backup keypair unless it exists (secret in
+/// [`backup_key_path`], mode 0600) and returns its public key.
+pub fn ensure_dev_backup_key(data_dir: &Path) -> Result<BackupPublicKey, LocalError> {
+    let path = backup_key_path(data_dir);
+    if !path.exists() {
+        let dir = path.parent().unwrap_or(data_dir);
+        std::fs::create_dir_all(dir).map_err(|e| LocalError::Io(dir.to_owned(), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| LocalError::Io(dir.to_owned(), e))?;
+        }
+        let key = BackupSecretKey::generate(&mut rand::rngs::OsRng);
+        write_private(&path, key.to_hex().as_bytes())?;
+    }
+    Ok(load_backup_key(&path)?.public_key())
+}
+
+/// Writes a new file only its owner can read (mode 0600), replacing any.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    let err = |e| LocalError::Io(path.to_owned(), e);
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(&tmp).map_err(err)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
 async fn bind(spec: &ClusterSpec, offset: u16) -> Result<TcpListener, LocalError> {
     let port = spec.base_port.map(|p| p + offset).unwrap_or(0);
     let addr = SocketAddr::new(spec.bind, port);
@@ -250,6 +327,13 @@ impl LocalCluster {
         let data_dir = spec.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| LocalError::Io(data_dir.clone(), e))?;
         let (pki, _) = ensure_dev_pki(&data_dir, &spec.trust_domain, spec.nodes)?;
+        let backup = if spec.backup {
+            Some(sigil_node::config::BackupConfig {
+                recipient: ensure_dev_backup_key(&data_dir)?.to_hex(),
+            })
+        } else {
+            None
+        };
 
         let mut nodes = Vec::new();
         let mut running_nodes = BTreeMap::new();
@@ -281,6 +365,7 @@ impl LocalCluster {
                     ..Default::default()
                 },
                 epochs: Default::default(),
+                backup: backup.clone(),
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;

@@ -3,7 +3,8 @@
 //! the payment-service identity), offline verification and a signing load
 //! generator, the security officers' `policy` commands (show, propose,
 //! sign, apply), the approvers' `approvals` commands (list, approve), and
-//! the auditor's `audit` commands (query, export, heads, verify). Every
+//! the auditor's `audit` commands (query, export, heads, verify), and
+//! backups and recovery drills (`backup`, `drill`). Every
 //! command that prints data prints JSON with `--json`; errors go to stderr
 //! with their gRPC code, message and `sigil-*` details.
 //!
@@ -20,7 +21,8 @@ use sigil_cli::output::Output;
 mod cmd;
 
 use cmd::{
-    Context, approvals, audit, bench, dev, eth, health, key, nodes, policy, sign, up, verify,
+    Context, approvals, audit, backup, bench, dev, drill, eth, health, key, nodes, policy, sign,
+    up, verify,
 };
 
 #[derive(Parser, Debug)]
@@ -88,6 +90,13 @@ enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
+    /// Every node's shares, sealed to its backup key, into DIR/node-<n>.json
+    /// (acts as `operator`).
+    Backup(backup::BackupArgs),
+    /// Prove a key survives from a backup: restore one node's backup into
+    /// an isolated node that co-signs with live nodes, then destroy it
+    /// (acts as `operator`, with the officers' authorization).
+    Drill(drill::DrillArgs),
 }
 
 #[tokio::main]
@@ -130,5 +139,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit { command } => audit::run(&ctx, command).await,
         Command::Policy { command } => policy::run(&ctx, command).await,
         Command::Approvals { command } => approvals::run(&ctx, command).await,
+        Command::Backup(args) => backup::run(&ctx, args).await,
+        Command::Drill(args) => drill::run(&ctx, args).await,
     }
 }

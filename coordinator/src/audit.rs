@@ -14,6 +14,7 @@
 //! | `misbehaviour` | a protocol named nodes as cheaters (culprits) | — |
 //! | `key_created` | a DKG finished, before the key is committed on the nodes | yes |
 //! | `exclusion_cleared` | an operator cleared a node's exclusion, before it is cleared | yes |
+//! | `recovery_drill` | a node restored from a backup co-signed a drill message with live nodes and the signature verified under the group key (before the drill is reported); outcome `error:<kind>` when a drill failed. Its session has a `sign_session` record like any signing session | yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |
 //!
 //! The digest of a signature is SHA-256 of the bytes signed, as the nodes
@@ -42,6 +43,8 @@ pub mod actions {
     /// A refresh or reshare produced a verified new epoch; its commit
     /// certificate is written next and the nodes switch to it.
     pub const EPOCH_CERTIFIED: &str = "epoch_certified";
+    /// A recovery drill passed (outcome `ok`) or failed (`error:<kind>`).
+    pub const RECOVERY_DRILL: &str = "recovery_drill";
 }
 
 pub use sigil_audit::{actor_of, signed_digest};
@@ -311,6 +314,39 @@ impl CoordinatorAudit {
                 .detail(format!("from epoch {from_epoch}: {detail}")),
         )
         .await
+    }
+
+    /// A recovery drill passed: its signature verified under the group key
+    /// (fail closed: recorded before the drill is reported).
+    pub async fn recovery_drill(
+        &self,
+        sign: &SignAudit,
+        signers: &[u16],
+        session_id: &str,
+        detail: String,
+    ) -> Result<(), CoordinatorError> {
+        self.append(
+            sign.entry(actions::RECOVERY_DRILL, signers, session_id)
+                .detail(detail),
+        )
+        .await
+    }
+
+    /// A recovery drill failed.
+    pub async fn recovery_drill_failed(
+        &self,
+        sign: &SignAudit,
+        signers: &[u16],
+        session_id: &str,
+        kind: &str,
+        reason: &str,
+    ) {
+        self.note(
+            sign.entry(actions::RECOVERY_DRILL, signers, session_id)
+                .error(kind)
+                .detail(reason),
+        )
+        .await;
     }
 
     /// An operator clears node `node`'s exclusion from `key_id` (fail closed).

@@ -149,6 +149,28 @@ pub struct Transcript {
     pub outputs: BTreeMap<u16, pb::SessionOutput>,
 }
 
+impl Transcript {
+    /// Aggregates the signature of a finished signing session: every round's
+    /// broadcasts (the commitments), then the shares sent to the coordinator
+    /// in the last round. The aggregator verifies the signature.
+    pub fn aggregate(
+        &self,
+        aggregator: &mut sigil_protocol::engine::Aggregator,
+    ) -> Result<sigil_protocol::engine::Signature, sigil_protocol::ProtocolError> {
+        let broadcasts: Vec<Vec<_>> = self
+            .rounds
+            .iter()
+            .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
+            .collect();
+        let finals = self
+            .rounds
+            .last()
+            .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
+            .unwrap_or_default();
+        aggregator.aggregate(&broadcasts, finals)
+    }
+}
+
 /// Combines the failures of one round: unavailable nodes first (they are
 /// named together), otherwise the first protocol failure.
 fn combine(errors: Vec<DriveError>) -> Option<DriveError> {
@@ -208,7 +230,11 @@ pub async fn drive_gated(
             message: e.to_string(),
         })?;
     start.session_id = session.as_bytes().to_vec();
-    start.participants = pool.identities(nodes).await?;
+    // Participants relayed by the caller (a drill node outside the pool,
+    // whose identity must not be cached) are taken as given.
+    if start.participants.is_empty() {
+        start.participants = pool.identities(nodes).await?;
+    }
     start.deadline_unix_ms = unix_ms() + timeout.as_millis() as u64 * u64::from(steps + 1);
 
     let result = run(nodes, &ids, session, start, steps, timeout, gate).await;

@@ -199,14 +199,7 @@ impl Coordinator {
         }
 
         // Dealers: every current holder that answers (at least t).
-        let healthy: BTreeSet<u16> = self
-            .nodes
-            .status()
-            .await
-            .into_iter()
-            .filter(|s| s.healthy)
-            .filter_map(|s| u16::try_from(s.node_id).ok())
-            .collect();
+        let healthy = self.nodes.healthy().await;
         let dealers: Vec<u16> = key
             .participants
             .iter()
@@ -322,7 +315,8 @@ impl Coordinator {
         let test_started = Instant::now();
         let quorums = covering_quorums(&new_nodes, new_threshold);
         for quorum in &quorums {
-            self.test_sign(&key, new_epoch, &package, quorum).await?;
+            self.test_sign(actor, &key, new_epoch, &package, quorum)
+                .await?;
         }
         let test_sign_ms = test_started.elapsed().as_millis() as u64;
         self.crash_point(Stage::Tested)?;
@@ -412,6 +406,7 @@ impl Coordinator {
     /// the key's (unchanged) public key and the new package.
     async fn test_sign(
         &self,
+        actor: &str,
         key: &KeyRecord,
         epoch: u64,
         package: &[u8],
@@ -439,8 +434,23 @@ impl Coordinator {
         };
         let input = SignInput::new(key.scheme, &message, encoding, "")
             .map_err(|e| CoordinatorError::Config(format!("epoch test input: {e}")))?;
+        let request_id = format!("{}@{epoch}/test", key.key_id);
+        // On record before any node is asked for a share, like every signing
+        // session (the audit cross-check pairs it with the nodes' records).
+        self.audit
+            .sign_session(
+                &crate::audit::SignAudit {
+                    actor: actor.to_owned(),
+                    key_id: key.key_id.clone(),
+                    request_id: request_id.clone(),
+                    digest: crate::audit::signed_digest(input.signed_bytes()),
+                },
+                quorum,
+                &session.to_string(),
+            )
+            .await?;
         let start = pb::StartSessionRequest {
-            request_id: format!("{}@{epoch}/test", key.key_id),
+            request_id,
             kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
                 key_id: key.key_id.clone(),
                 epoch,
@@ -462,18 +472,8 @@ impl Coordinator {
         let mut aggregator =
             Aggregator::new(key.scheme, session, package, &key.public_key, &ids, &input)
                 .map_err(|e| CoordinatorError::Config(format!("aggregator: {e}")))?;
-        let broadcasts: Vec<Vec<_>> = transcript
-            .rounds
-            .iter()
-            .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
-            .collect();
-        let finals = transcript
-            .rounds
-            .last()
-            .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
-            .unwrap_or_default();
-        aggregator
-            .aggregate(&broadcasts, finals)
+        transcript
+            .aggregate(&mut aggregator)
             .map_err(|e| CoordinatorError::Misbehaviour {
                 culprits: e.culprits().iter().map(|c| c.get()).collect(),
                 message: format!(
@@ -543,6 +543,15 @@ impl Coordinator {
     /// Pushes every certified but unconfirmed epoch switch again (at start
     /// and every `epoch_resume_interval`).
     pub async fn resume_commits(&self) {
+        self.resume(None).await
+    }
+
+    /// [`Self::resume_commits`] for one key (a node refused a session over its epoch).
+    pub(crate) async fn resume_commits_of(&self, key_id: &str) {
+        self.resume(Some(key_id)).await
+    }
+
+    async fn resume(&self, only: Option<&str>) {
         let open = match self.store.uncommitted_epochs().await {
             Ok(open) => open,
             Err(e) => {
@@ -550,7 +559,10 @@ impl Coordinator {
                 return;
             }
         };
-        for u in open {
+        for u in open
+            .into_iter()
+            .filter(|u| only.is_none_or(|k| k == u.key_id))
+        {
             let certificate = match pb::CommitCertificate::decode(u.certificate.as_slice()) {
                 Ok(c) => c,
                 Err(e) => {

@@ -14,7 +14,9 @@
 //! intents, per-key access, approvals, spend receipts and policy relay —
 //! early checks the nodes repeat themselves), [`ops`] (key generation and
 //! signing with retries), [`epochs`] (refresh and reshare: redistribution,
-//! test signatures, commit certificates, resumed switches), [`service`] (the client-facing gRPC services),
+//! test signatures, commit certificates, resumed switches), [`drill`]
+//! (backups relayed from the nodes, recovery drills with a restored node),
+//! [`service`] (the client-facing gRPC services),
 //! [`audit`] (the coordinator's audit log, fail closed, and the per-request
 //! audit layer), [`audit_api`] (the Audit service, relaying node logs),
 //! [`error`] and [`server`].
@@ -22,6 +24,7 @@
 pub mod audit;
 pub mod audit_api;
 pub mod config;
+pub mod drill;
 pub mod driver;
 pub mod epochs;
 pub mod error;

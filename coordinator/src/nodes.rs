@@ -24,6 +24,30 @@ pub struct NodeConn {
     pub client: NodeClient<Channel>,
 }
 
+/// A lazily connected mTLS channel to `endpoint` that accepts only its `node/<id>` identity.
+fn connect(
+    endpoint: NodeEndpoint,
+    tls: &Arc<ReloadableTls>,
+    timeout: Duration,
+) -> Result<NodeConn, CoordinatorError> {
+    // No channel-wide request timeout: every call sets its own deadline
+    // (a DKLs23 DKG round may take far longer than a signing round).
+    let opts = DialOptions {
+        connect_timeout: timeout,
+        request_timeout: None,
+    };
+    let ch = channel(
+        &endpoint.endpoint,
+        Identity::Node(endpoint.id),
+        tls.clone(),
+        &opts,
+    )?;
+    Ok(NodeConn {
+        endpoint,
+        client: NodeClient::new(ch),
+    })
+}
+
 /// How long a fetched node identity is reused before it is fetched again.
 const IDENTITY_TTL: Duration = Duration::from_secs(60);
 /// How long a node that failed to answer is tried last.
@@ -33,6 +57,7 @@ const DOWN_PENALTY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct NodePool {
     nodes: Vec<NodeConn>,
+    tls: Arc<ReloadableTls>,
     timeout: Duration,
     identities: Mutex<HashMap<u16, (Instant, pb::NodeIdentity)>>,
     down: Mutex<HashMap<u16, Instant>>,
@@ -45,24 +70,13 @@ impl NodePool {
         tls: Arc<ReloadableTls>,
         timeout: Duration,
     ) -> Result<Self, CoordinatorError> {
-        // No channel-wide request timeout: every call sets its own deadline
-        // (a DKLs23 DKG round may take far longer than a signing round).
-        let opts = DialOptions {
-            connect_timeout: timeout,
-            request_timeout: None,
-        };
         let nodes = nodes
             .iter()
-            .map(|n| {
-                let ch = channel(&n.endpoint, Identity::Node(n.id), tls.clone(), &opts)?;
-                Ok(NodeConn {
-                    endpoint: n.clone(),
-                    client: NodeClient::new(ch),
-                })
-            })
+            .map(|n| connect(n.clone(), &tls, timeout))
             .collect::<Result<_, CoordinatorError>>()?;
         Ok(Self {
             nodes,
+            tls,
             timeout,
             identities: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
@@ -72,6 +86,42 @@ impl NodePool {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// A connection to a node outside the configured pool — a drill node
+    /// restored from a backup — that only talks to a server whose
+    /// certificate chains to the cluster CA and names `node/<id>`. It is
+    /// never cached, never in a quorum, and its identity is never cached
+    /// (use [`Self::fetch_identity`]).
+    pub fn dial(&self, id: u16, endpoint: &str, zone: &str) -> Result<NodeConn, CoordinatorError> {
+        connect(
+            NodeEndpoint {
+                id,
+                endpoint: endpoint.to_owned(),
+                zone: zone.to_owned(),
+            },
+            &self.tls,
+            self.timeout,
+        )
+    }
+
+    /// The identity `conn` reports now (not cached; must name its node).
+    pub async fn fetch_identity(&self, conn: &NodeConn) -> Result<pb::NodeIdentity, DriveError> {
+        let mut client = conn.client.clone();
+        let mut req = tonic::Request::new(pb::GetInfoRequest {});
+        req.set_timeout(self.timeout);
+        let unavailable = |detail: String| DriveError::Unavailable {
+            nodes: vec![conn.endpoint.id],
+            detail,
+        };
+        client
+            .get_info(req)
+            .await
+            .map_err(|s| unavailable(s.message().to_owned()))?
+            .into_inner()
+            .identity
+            .filter(|i| i.node_id == u32::from(conn.endpoint.id))
+            .ok_or_else(|| unavailable("node reported no or another identity".into()))
     }
 
     /// Remembers that `nodes` failed to answer, so quorums try them last for a while.
@@ -206,6 +256,16 @@ impl NodePool {
 
     pub fn get(&self, id: u16) -> Option<&NodeConn> {
         self.nodes.iter().find(|n| n.endpoint.id == id)
+    }
+
+    /// The nodes that answer a probe now (see [`Self::status`]).
+    pub async fn healthy(&self) -> std::collections::BTreeSet<u16> {
+        self.status()
+            .await
+            .into_iter()
+            .filter(|s| s.healthy)
+            .filter_map(|s| u16::try_from(s.node_id).ok())
+            .collect()
     }
 
     /// Probes every node concurrently (GetInfo under the node deadline).

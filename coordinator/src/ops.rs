@@ -564,17 +564,7 @@ impl Coordinator {
             Ok(a) => a,
             Err(e) => return Attempt::Fatal(CoordinatorError::Config(format!("aggregator: {e}"))),
         };
-        let broadcasts: Vec<Vec<_>> = transcript
-            .rounds
-            .iter()
-            .map(|d| d.broadcasts.iter().map(|m| m.message.clone()).collect())
-            .collect();
-        let finals = transcript
-            .rounds
-            .last()
-            .map(|d| d.to_coordinator.iter().map(|m| m.message.clone()).collect())
-            .unwrap_or_default();
-        let result = aggregator.aggregate(&broadcasts, finals);
+        let result = transcript.aggregate(&mut aggregator);
         match result {
             Ok(signature) => {
                 tracing::info!(key_id = %key.key_id, session = %session, signers = ?signers, "signature issued");
@@ -694,6 +684,11 @@ impl Coordinator {
                 message,
             } => {
                 tracing::warn!(%key_id, %session, node, ?code, %message, "node refused; retrying without it");
+                if code == tonic::Code::Aborted {
+                    // A node still on another epoch: send it any certified
+                    // switch it missed (it accepts it now, or tells why).
+                    self.resume_commits_of(key_id).await;
+                }
                 Attempt::Exclude {
                     nodes: vec![node],
                     misbehaved: false,

@@ -82,6 +82,7 @@ pub fn key_info(k: &KeyRecord) -> pb::KeyInfo {
         epoch: k.epoch,
         label: k.label.clone(),
         created_at: k.created_at.clone(),
+        public_key_package: k.public_key_package.clone(),
     }
 }
 
@@ -256,6 +257,46 @@ impl KeyAdmin for Api {
         Ok(Response::new(
             self.0.key_epochs(&req.get_ref().key_id).await?,
         ))
+    }
+
+    async fn export_backups(
+        &self,
+        req: Request<pb::ExportBackupsRequest>,
+    ) -> Result<Response<pb::ExportBackupsResponse>, Status> {
+        RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
+        let slot = req.extensions().get::<RequestSlot>().cloned();
+        let out = self.0.export_backups(&req.get_ref().key_id).await?;
+        if let Some(slot) = slot {
+            let exported: Vec<String> = out
+                .backups
+                .iter()
+                .map(|b| format!("node {}: {} share(s)", b.node_id, b.entries.len()))
+                .collect();
+            let failed: Vec<u32> = out.failed.iter().map(|f| f.node_id).collect();
+            slot.fill(|n| {
+                n.detail = format!(
+                    "backups exported ({}); failed nodes {failed:?}",
+                    exported.join(", ")
+                )
+            });
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn drill(
+        &self,
+        req: Request<pb::DrillRequest>,
+    ) -> Result<Response<pb::DrillResponse>, Status> {
+        let actor = actor(self, &req);
+        RequestSlot::note(&req, |n| {
+            n.key_id = req.get_ref().key_id.clone();
+            n.detail = format!(
+                "recovery drill of node {} at {}",
+                req.get_ref().node_id,
+                req.get_ref().endpoint
+            );
+        });
+        Ok(Response::new(self.0.drill(&actor, req.into_inner()).await?))
     }
 
     async fn clear_exclusion(

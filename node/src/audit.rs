@@ -27,6 +27,7 @@
 //! | `spend_counted` | an intent's spend was counted against this node's limits (a spend receipt or a signing session follows) | yes (deferred: committed after the count and before any receipt or nonce, synced with the next synced record) |
 //! | `spend_refused` | `ReserveSpend` refused an intent (policy, approvals, signature, expiry...) | — |
 //! | `policy_applied` / `policy_refused` | a policy document took effect (with its SHA-256) or was refused | applied: yes |
+//! | `backup_exported` | a current share was sealed to the backup recipient (`ExportBackup`), one record per share, with the recipient's fingerprint | yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |
 //! | `authz_denied` | a caller other than the coordinator was refused | — |
 //!
@@ -77,13 +78,15 @@ pub mod actions {
     pub const SHARE_REMOVED: &str = "share_removed";
     /// Retired or abandoned shares were deleted.
     pub const SHARES_DELETED: &str = "shares_deleted";
+    /// A current share was sealed to the backup recipient and exported.
+    pub const BACKUP_EXPORTED: &str = "backup_exported";
 }
 
 /// What the log says about one session; kept with the session so that its
 /// later records (`share_issued`, `session_failed`) carry the same fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionAudit {
-    /// `sign` or `dkg`.
+    /// `dkg`, `sign`, `epoch_test`, `reshare` or `drill`.
     pub kind: &'static str,
     /// The caller (the coordinator's mTLS identity).
     pub actor: String,
@@ -122,7 +125,9 @@ pub fn refusal_kind(e: &NodeError) -> &'static str {
         NodeError::SessionExpired(_) => "session_expired",
         NodeError::KeyExists(_) => "key_exists",
         NodeError::UnknownKey(_) => "unknown_key",
+        NodeError::EpochMismatch { .. } => "epoch_mismatch",
         NodeError::Unsupported(_) => "unsupported",
+        NodeError::BackupNotConfigured(_) => "backup_not_configured",
         NodeError::AuditUnavailable(_) => "audit_unavailable",
         NodeError::Unauthorized(_) => "permission_denied",
         NodeError::Refused(_) => "intent_refused",

@@ -46,6 +46,27 @@ pub struct NodeConfig {
     /// How long shares of old and abandoned epochs are kept (see `docs/operations.md`).
     #[serde(default)]
     pub epochs: EpochConfig,
+    /// Where `ExportBackup` seals this node's shares (see `docs/operations.md`,
+    /// "Backups and recovery drills"). Absent: the node exports no backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
+}
+
+/// The backup recipient.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The X25519 public key (64 hex characters) backups are sealed to; its
+    /// secret is held offline by the security officers.
+    pub recipient: String,
+}
+
+impl BackupConfig {
+    /// The parsed recipient key.
+    pub fn recipient_key(&self) -> Result<sigil_policy::backup::BackupPublicKey, NodeError> {
+        sigil_policy::backup::BackupPublicKey::from_hex(&self.recipient)
+            .map_err(|e| NodeError::Config(format!("backup.recipient: {e}")))
+    }
 }
 
 /// Lifetimes of shares that no longer sign.
@@ -203,6 +224,9 @@ impl NodeConfig {
                 self.policy.officers.len(),
                 self.policy.officer_quorum
             )));
+        }
+        if let Some(backup) = &self.backup {
+            backup.recipient_key()?;
         }
         if self.policy.max_sessions_per_intent == 0 {
             return Err(NodeError::Config(

@@ -181,9 +181,10 @@ impl NodeService {
         };
 
         let spec = ReshareSpec {
-            kind: match kind {
-                OperationKind::Refresh => ReshareKind::Refresh,
-                OperationKind::Reshare => ReshareKind::Reshare,
+            kind: if kind == OperationKind::Refresh {
+                ReshareKind::Refresh
+            } else {
+                ReshareKind::Reshare
             },
             old_participants: to_node_ids(&old_participants)?,
             old_threshold,
@@ -239,6 +240,13 @@ impl NodeService {
         participants: Vec<u16>,
         out: engine::ReshareOutput,
     ) -> Result<pb::ReshareOutput, NodeError> {
+        #[cfg(feature = "fault-injection")]
+        if self.faults.fail_redistribution {
+            tracing::warn!("fault injection: redistribution fails before its share is stored");
+            return Err(NodeError::Unsupported(
+                "fault injection: node stopped before storing its new share".into(),
+            ));
+        }
         let package_sha256: [u8; 32] = Sha256::digest(&out.public_key_package).into();
         let Some(key_share) = out.key_share else {
             self.audit
@@ -382,6 +390,11 @@ impl NodeService {
         let (current_participants, current_threshold) = match op.operation {
             OperationKind::Refresh => (new_participants.clone(), new_threshold),
             OperationKind::Reshare => (Vec::new(), 0),
+            OperationKind::Drill => {
+                return Err(NodeError::GovernanceRefused(
+                    "a drill authorization does not switch a key's epoch".into(),
+                ));
+            }
         };
         self.policy.authorize_operation(
             cert.authorization.as_ref(),

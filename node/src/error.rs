@@ -39,8 +39,19 @@ pub enum NodeError {
     KeyExists(String),
     #[error("unknown key {0}")]
     UnknownKey(String),
+    /// The coordinator asked for another epoch of the key than this node
+    /// signs with (an epoch switch in progress): `ABORTED`, try other nodes.
+    #[error("key {key_id} is at epoch {held} at this node; the request is for epoch {requested}")]
+    EpochMismatch {
+        key_id: String,
+        requested: u64,
+        held: u64,
+    },
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// No backup recipient is configured (`[backup] recipient`).
+    #[error("{0}")]
+    BackupNotConfigured(String),
     /// The audit record of an operation could not be committed, so the
     /// operation is refused (fail closed).
     #[error("audit log unavailable: {0}")]
@@ -129,7 +140,9 @@ fn status_of(e: NodeError) -> Status {
                 Status::already_exists(format!("key {k} already exists on this node"))
             }
             NodeError::UnknownKey(k) => Status::not_found(format!("unknown key {k}")),
+            e @ NodeError::EpochMismatch { .. } => Status::aborted(e.to_string()),
             NodeError::Unsupported(m) => Status::unimplemented(m),
+            NodeError::BackupNotConfigured(m) => Status::failed_precondition(m),
             e @ NodeError::Unauthorized(_) => Status::permission_denied(e.to_string()),
             e @ (NodeError::Refused(_) | NodeError::GovernanceRefused(_)) => {
                 Status::failed_precondition(e.to_string())

@@ -154,6 +154,67 @@ impl SqliteShareStore {
         Ok(())
     }
 
+    /// Opens one more session of `intent` in one statement: inserts it with
+    /// one session, or adds one to a stored intent with the same contents
+    /// and fewer than `max_sessions` sessions. Returns the sessions opened
+    /// so far (this one included) and whether its spend was already counted.
+    async fn open_session(
+        conn: &mut sqlx::SqliteConnection,
+        intent: &IntentRecord,
+        now_ms: u64,
+        max_sessions: u32,
+    ) -> Result<(u32, bool), IntentUse> {
+        let opened = sqlx::query(
+            "INSERT INTO intents (requester, intent_id, intent_sha256, key_id, not_after_ms, counted, sessions, created_ms) \
+             VALUES (?, ?, ?, ?, ?, 0, 1, ?) \
+             ON CONFLICT (requester, intent_id) DO UPDATE SET sessions = sessions + 1 \
+             WHERE intents.intent_sha256 = excluded.intent_sha256 AND intents.sessions < ? \
+             RETURNING sessions, counted",
+        )
+        .bind(&intent.requester)
+        .bind(&intent.intent_id)
+        .bind(&intent.intent_sha256)
+        .bind(&intent.key_id)
+        .bind(to_i64(intent.not_after_ms, "not_after_ms")?)
+        .bind(to_i64(now_ms, "time")?)
+        .bind(i64::from(max_sessions))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+        if let Some(row) = opened {
+            let sessions = u32::try_from(
+                row.try_get::<i64, _>("sessions")
+                    .map_err(StoreError::from)?,
+            )
+            .map_err(|_| StoreError::Corrupt("sessions out of range".into()))?;
+            let counted = row.try_get::<i64, _>("counted").map_err(StoreError::from)? == 1;
+            return Ok((sessions, counted));
+        }
+        // Refused: another intent under the same id, or its sessions are used up.
+        let stored = sqlx::query(concat!(
+            "SELECT ",
+            intent_columns!(),
+            " FROM intents WHERE requester = ? AND intent_id = ?"
+        ))
+        .bind(&intent.requester)
+        .bind(&intent.intent_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::from)?;
+        let stored = intent_row(&stored)?;
+        if stored.intent_sha256 != intent.intent_sha256 {
+            return Err(IntentUse::Forged {
+                requester: intent.requester.clone(),
+                intent_id: intent.intent_id.clone(),
+            });
+        }
+        Err(IntentUse::Replayed {
+            requester: intent.requester.clone(),
+            intent_id: intent.intent_id.clone(),
+            sessions: stored.sessions,
+        })
+    }
+
     /// Inserts `intent` if absent and returns the stored row, refusing the
     /// same id with other contents. Runs inside `tx`.
     async fn upsert_intent(
@@ -296,33 +357,23 @@ impl Ledger for SqliteShareStore {
         at_ms: u64,
         max_sessions: u32,
     ) -> Result<(u32, bool), IntentUse> {
+        let Some(spends) = spends else {
+            // Nothing to count: one statement, committed on its own.
+            let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+            let (sessions, _) = Self::open_session(&mut conn, intent, at_ms, max_sessions).await?;
+            return Ok((sessions, false));
+        };
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::from)?;
-        let stored = Self::upsert_intent(&mut tx, intent, at_ms).await?;
-        if stored.sessions >= max_sessions {
-            return Err(IntentUse::Replayed {
-                requester: intent.requester.clone(),
-                intent_id: intent.intent_id.clone(),
-                sessions: stored.sessions,
-            });
-        }
-        let counting = spends.filter(|_| !stored.counted);
-        if let Some(spends) = counting {
+        let (sessions, counted) = Self::open_session(&mut tx, intent, at_ms, max_sessions).await?;
+        if !counted {
             Self::insert_spends(&mut tx, intent, spends, at_ms).await?;
         }
-        sqlx::query(
-            "UPDATE intents SET sessions = sessions + 1 WHERE requester = ? AND intent_id = ?",
-        )
-        .bind(&intent.requester)
-        .bind(&intent.intent_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok((stored.sessions + 1, counting.is_some()))
+        Ok((sessions, !counted))
     }
 
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError> {

@@ -14,12 +14,15 @@
 //! [`sessions`] (open protocol sessions and their deadlines), [`epochs`]
 //! (refresh and reshare: staging, acknowledging, test-signing and committing
 //! a new epoch),
+//! [`backup`] (shares sealed to the offline backup key, and the checks of a
+//! recovery drill's signing session),
 //! [`audit`] (the node's tamper-evident audit log, fail closed),
 //! [`bans`] (DKLs23 bans this node holds and enforces itself),
 //! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
 //! listener, health, authorization, `run(listener, shutdown)`).
 
 pub mod audit;
+pub mod backup;
 pub mod bans;
 pub mod config;
 pub mod epochs;

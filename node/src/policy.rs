@@ -481,10 +481,11 @@ impl NodePolicy {
         actor: &str,
     ) -> Result<SignCheck, NodeError> {
         if session.epoch != share.epoch {
-            return Err(NodeError::InvalidRequest(format!(
-                "request is for epoch {} of key {}, this node holds epoch {}",
-                session.epoch, share.key_id, share.epoch
-            )));
+            return Err(NodeError::EpochMismatch {
+                key_id: share.key_id.clone(),
+                requested: session.epoch,
+                held: share.epoch,
+            });
         }
         if signers.len() < usize::from(share.threshold) {
             return Err(NodeError::InvalidRequest(format!(

@@ -39,6 +39,7 @@ pub struct NodeServer {
     audit: NodeAudit,
     faults: Faults,
     bans: crate::bans::Bans,
+    backup_recipient: Option<sigil_policy::backup::BackupPublicKey>,
     events: broadcast::Sender<ConnectionEvent>,
 }
 
@@ -99,6 +100,11 @@ impl NodeServer {
         let (events, _) = broadcast::channel(256);
         let sessions = Arc::new(Sessions::new(config.session_ttl));
         let bans = crate::bans::Bans::new(ban_store, audit.clone(), sessions.clone());
+        let backup_recipient = config
+            .backup
+            .as_ref()
+            .map(|b| b.recipient_key())
+            .transpose()?;
         Ok(Self {
             config,
             tls,
@@ -110,6 +116,7 @@ impl NodeServer {
             audit,
             faults: Faults::default(),
             bans,
+            backup_recipient,
             events,
         })
     }
@@ -164,6 +171,7 @@ impl NodeServer {
             policy: self.policy.clone(),
             faults: self.faults.clone(),
             bans: self.bans.clone(),
+            backup_recipient: self.backup_recipient,
         });
         let sweeper = {
             let sessions = self.sessions.clone();

@@ -38,6 +38,9 @@ pub struct Faults {
     /// Alter every signature share this node sends (then sign it, so the
     /// share is attributable to this node).
     pub corrupt_signature_share: bool,
+    /// Fail at the end of every refresh or reshare, before the new share is
+    /// stored (as if the node crashed there).
+    pub fail_redistribution: bool,
 }
 
 /// State shared by the node's handlers.
@@ -53,6 +56,8 @@ pub struct NodeService {
     pub(crate) policy: Arc<crate::policy::NodePolicy>,
     /// DKLs23 bans this node holds ([`crate::bans`]).
     pub(crate) bans: crate::bans::Bans,
+    /// Where `ExportBackup` seals shares (`[backup] recipient`); `None`: no backups.
+    pub(crate) backup_recipient: Option<sigil_policy::backup::BackupPublicKey>,
     #[allow(dead_code)] // read only with the fault-injection feature
     pub(crate) faults: Faults,
 }
@@ -67,7 +72,7 @@ impl std::fmt::Debug for NodeService {
 }
 
 /// Key ids: 1-128 of `[A-Za-z0-9._-]`.
-fn valid_key_id(id: &str) -> bool {
+pub(crate) fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
@@ -110,6 +115,7 @@ impl NodeService {
             }
             Some(pb::start_session_request::Kind::Sign(s)) => ("sign", s.key_id.clone()),
             Some(pb::start_session_request::Kind::Reshare(r)) => ("reshare", r.key_id.clone()),
+            Some(pb::start_session_request::Kind::Drill(d)) => ("drill", d.key_id.clone()),
             None => ("unknown", String::new()),
         };
         SessionAudit {
@@ -142,6 +148,7 @@ impl NodeService {
         });
         let expires = self.deadline(req.deadline_unix_ms);
         let mut receipt = None;
+        let mut inline_steps = false;
         let (kind, messages) = match req.kind {
             Some(pb::start_session_request::Kind::Dkg(d)) => {
                 let scheme = scheme_from_wire(d.scheme)?;
@@ -225,24 +232,9 @@ impl NodeService {
                     (stored, check.input, check.gate)
                 };
                 audit.digest = signed_digest(input.signed_bytes());
-                let share = self.open_share(&stored)?;
-                let protocol = engine::new_signer(
-                    &share,
-                    session_id,
-                    me,
-                    &participants.ids,
-                    &input,
-                    &mut OsRng,
-                )?;
-                let mut secure = SecureSession::new(
-                    protocol,
-                    signer,
-                    participants.verifier,
-                    self.encryption_keypair()?,
-                    participants.encryption_keys,
-                    &mut OsRng,
-                );
-                let messages = secure.start()?;
+                inline_steps = stored.scheme != Scheme::EcdsaSecp256k1;
+                let (secure, messages) =
+                    self.start_signer(&stored, &input, session_id, me, participants, signer)?;
                 tracing::info!(
                     session = %session_id, key_id = %s.key_id, epoch = stored.epoch,
                     epoch_test = s.epoch_test, request = %req.request_id, "signing session started"
@@ -256,6 +248,27 @@ impl NodeService {
                     messages,
                 )
             }
+            Some(pb::start_session_request::Kind::Drill(d)) => {
+                // The officers' authorization first, then only the drill message.
+                let (stored, input) = self
+                    .drill_input(&d, session_id, me, &participants.ids)
+                    .await?;
+                audit.digest = signed_digest(input.signed_bytes());
+                let (secure, messages) =
+                    self.start_signer(&stored, &input, session_id, me, participants, signer)?;
+                tracing::info!(
+                    session = %session_id, key_id = %d.key_id, epoch = stored.epoch,
+                    request = %req.request_id, "recovery drill signing session started"
+                );
+                (
+                    SessionKind::Sign {
+                        key_id: d.key_id,
+                        secure,
+                        receipts: None,
+                    },
+                    messages,
+                )
+            }
             None => return Err(NodeError::InvalidRequest("session kind is required".into())),
         };
         self.sessions.insert_new(
@@ -264,6 +277,7 @@ impl NodeService {
                 kind,
                 expires,
                 audit: audit.clone(),
+                inline_steps,
             },
         )?;
         // Nothing of the session leaves the node before it is on record.
@@ -278,6 +292,31 @@ impl NodeService {
             output: None,
             receipt,
         })
+    }
+
+    /// Opens this node's signing state machine with `stored` over `input`.
+    fn start_signer(
+        &self,
+        stored: &StoredShare,
+        input: &engine::SignInput,
+        session_id: SessionId,
+        me: NodeId,
+        participants: crate::identity::Participants,
+        signer: Arc<SessionSigner>,
+    ) -> Result<(SecureSession<engine::SignerProtocol>, Vec<SignedMessage>), NodeError> {
+        let share = self.open_share(stored)?;
+        let protocol =
+            engine::new_signer(&share, session_id, me, &participants.ids, input, &mut OsRng)?;
+        let mut secure = SecureSession::new(
+            protocol,
+            signer,
+            participants.verifier,
+            self.encryption_keypair()?,
+            participants.encryption_keys,
+            &mut OsRng,
+        );
+        let messages = secure.start()?;
+        Ok((secure, messages))
     }
 
     async fn step_session(&self, req: pb::StepRequest) -> Result<pb::StepResponse, NodeError> {
@@ -317,12 +356,20 @@ impl NodeService {
             self.policy.check_receipts(gate, &req.receipts)?;
         }
         let inbound = messages_from_wire(req.messages)?;
-        let (session, stepped) = tokio::task::spawn_blocking(move || {
+        let (session, stepped) = if session.inline_steps {
             let stepped = session.step(inbound);
             (session, stepped)
-        })
-        .await
-        .map_err(|e| NodeError::Config(format!("protocol step panicked or was cancelled: {e}")))?;
+        } else {
+            // CPU-bound for seconds (DKLs23 OT setup): off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let stepped = session.step(inbound);
+                (session, stepped)
+            })
+            .await
+            .map_err(|e| {
+                NodeError::Config(format!("protocol step panicked or was cancelled: {e}"))
+            })?
+        };
         let response = |messages: &[SignedMessage], output| pb::StepResponse {
             session_id: req.session_id.clone(),
             round: u32::from(expected) + 1,
@@ -788,6 +835,28 @@ impl Node for NodeService {
             is_default: in_force.signed.is_none(),
             policy: in_force.signed.clone(),
         }))
+    }
+
+    async fn export_backup(
+        &self,
+        req: Request<pb::ExportBackupRequest>,
+    ) -> Result<Response<pb::NodeBackup>, Status> {
+        let actor = actor_of(req.extensions().get(), self.audit.domain());
+        let key_id = req.into_inner().key_id;
+        match self.backup_shares(&actor, &key_id).await {
+            Ok(backup) => Ok(Response::new(backup)),
+            Err(e) => {
+                tracing::warn!(key_id = %key_id, error = %e, "backup export refused");
+                self.audit
+                    .record_refusal(
+                        sigil_audit::Entry::new(actor, crate::audit::actions::BACKUP_EXPORTED)
+                            .key_id(key_id),
+                        &e,
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
     }
 
     async fn abort_session(

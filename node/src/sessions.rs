@@ -54,6 +54,10 @@ pub struct Session {
     pub expires: Instant,
     /// What the audit log records about this session.
     pub audit: crate::audit::SessionAudit,
+    /// Steps cost well under a millisecond (FROST signing): run them on
+    /// the async worker instead of handing them to the blocking pool and
+    /// back, which costs more than the step itself.
+    pub inline_steps: bool,
 }
 
 /// What one step of a session produced.

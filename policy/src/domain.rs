@@ -15,6 +15,7 @@
 //! | key operation (officer) | `"sigil.v1.KeyOperation\0"` ‖ `SignedOperation.document` ([`crate::operation`]) |
 //! | epoch acknowledgement (node) | `"sigil.v1.EpochAck\0"` ‖ `EpochAck.body` |
 //! | epoch test signature (threshold key) | `"sigil.v1.EpochTest\0"` ‖ key id ‖ epoch ‖ session id ([`epoch_test_message`]) |
+//! | recovery drill signature (threshold key) | `"sigil.v1.Drill\0"` ‖ key id ‖ epoch ‖ session id ([`drill_message`]) |
 //!
 //! Each domain ends in a NUL byte, which no domain contains elsewhere, so no
 //! domain is a prefix of another.
@@ -34,6 +35,8 @@ pub const POLICY_DOMAIN: &[u8] = b"sigil.v1.Policy\0";
 pub const EPOCH_ACK_DOMAIN: &[u8] = b"sigil.v1.EpochAck\0";
 /// Domain of the message a key's `next` epoch signs before its commit.
 pub const EPOCH_TEST_DOMAIN: &[u8] = b"sigil.v1.EpochTest\0";
+/// Domain of the message a recovery drill signs.
+pub const DRILL_DOMAIN: &[u8] = b"sigil.v1.Drill\0";
 
 /// What a node signs to acknowledge an epoch: [`EPOCH_ACK_DOMAIN`] ‖ the serialized `EpochAckBody`.
 pub fn epoch_ack_signing_bytes(body: &[u8]) -> Vec<u8> {
@@ -44,6 +47,18 @@ pub fn epoch_ack_signing_bytes(body: &[u8]) -> Vec<u8> {
 /// any chain accepts. Fields are length-prefixed (key id) or fixed-width.
 pub fn epoch_test_message(key_id: &str, epoch: u64, session_id: &[u8]) -> Vec<u8> {
     let mut m = EPOCH_TEST_DOMAIN.to_vec();
+    m.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+    m.extend_from_slice(key_id.as_bytes());
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.extend_from_slice(session_id);
+    m
+}
+
+/// The message a recovery drill signs (a node restored from a backup with
+/// live nodes): never a payload any chain accepts. Laid out like
+/// [`epoch_test_message`] under its own domain.
+pub fn drill_message(key_id: &str, epoch: u64, session_id: &[u8]) -> Vec<u8> {
+    let mut m = DRILL_DOMAIN.to_vec();
     m.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
     m.extend_from_slice(key_id.as_bytes());
     m.extend_from_slice(&epoch.to_be_bytes());
@@ -87,7 +102,7 @@ pub fn intent_sha256(intent: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    const DOMAINS: [&[u8]; 7] = [
+    const DOMAINS: [&[u8]; 8] = [
         INTENT_DOMAIN,
         APPROVAL_DOMAIN,
         RECEIPT_DOMAIN,
@@ -95,6 +110,7 @@ mod tests {
         crate::operation::OPERATION_DOMAIN,
         EPOCH_ACK_DOMAIN,
         EPOCH_TEST_DOMAIN,
+        DRILL_DOMAIN,
     ];
 
     #[test]
@@ -126,6 +142,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn drill_and_epoch_test_messages_differ_only_in_their_domain() {
+        let drill = drill_message("k", 3, &[9; 16]);
+        let test = epoch_test_message("k", 3, &[9; 16]);
+        assert!(drill.starts_with(b"sigil.v1.Drill\0\0\0\0\x01k"));
+        assert_eq!(drill[DRILL_DOMAIN.len()..], test[EPOCH_TEST_DOMAIN.len()..]);
+        assert_ne!(drill_message("k", 4, &[9; 16]), drill);
     }
 
     #[test]

@@ -17,14 +17,16 @@
 //! | the policy document (TOML written, JSON signed) | [`document`] |
 //! | the decision: allow, deny with the rule, or ask for approvals | [`evaluate`](mod@evaluate) |
 //! | who may replace a policy | [`governance`] |
-//! | who may refresh or reshare a key | [`operation`] |
+//! | who may refresh or reshare a key, or drill its recovery | [`operation`] |
 //! | acknowledgements and commit certificates of new epochs | [`epoch`] |
+//! | backups sealed to an offline key, and what a restore checks | [`backup`] |
 //! | verify intents, approvals and officer signatures against a CA bundle | [`verify`] |
 //!
 //! Deny by default: a payload that is not understood exactly is refused,
 //! and one that no rule allows is refused.
 
 pub mod amount;
+pub mod backup;
 pub mod chain;
 pub mod document;
 pub mod domain;
@@ -42,9 +44,10 @@ pub use document::{
     PolicyRules, hash as document_sha256,
 };
 pub use domain::{
-    APPROVAL_DOMAIN, EPOCH_ACK_DOMAIN, EPOCH_TEST_DOMAIN, INTENT_DOMAIN, POLICY_DOMAIN,
-    RECEIPT_DOMAIN, approval_signing_bytes, epoch_ack_signing_bytes, epoch_test_message,
-    intent_sha256, intent_signing_bytes, policy_signing_bytes, receipt_signing_bytes,
+    APPROVAL_DOMAIN, DRILL_DOMAIN, EPOCH_ACK_DOMAIN, EPOCH_TEST_DOMAIN, INTENT_DOMAIN,
+    POLICY_DOMAIN, RECEIPT_DOMAIN, approval_signing_bytes, drill_message, epoch_ack_signing_bytes,
+    epoch_test_message, intent_sha256, intent_signing_bytes, policy_signing_bytes,
+    receipt_signing_bytes,
 };
 pub use evaluate::{ApprovalNeed, Decision, Denial, EvalRequest, Usage, evaluate};
 pub use governance::{GovernanceError, Officers, check_update};

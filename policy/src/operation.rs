@@ -1,10 +1,12 @@
 //! Key operations the security officers authorize: refreshing and
-//! resharing a key's shares.
+//! resharing a key's shares, and recovery drills.
 //!
 //! A redistribution changes who can sign with a key, so, like a policy
 //! change, it needs the officers' quorum: operators ask the coordinator, but
 //! every node checks the officers' signatures against its **own** officer
-//! configuration before it deals or accepts a share. The document is compact
+//! configuration before it deals or accepts a share. A recovery drill has
+//! a share restored from a backup co-sign with live nodes, so it needs the
+//! same quorum before any node takes part. The document is compact
 //! JSON, signed over `"sigil.v1.KeyOperation\0"` ‖ document bytes (see
 //! [`crate::domain`]):
 //!
@@ -16,10 +18,10 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `operation` | `refresh` (same nodes, same threshold) or `reshare` |
+//! | `operation` | `refresh` (same nodes, same threshold), `reshare`, or `drill` |
 //! | `key_id` | the key |
 //! | `from_epoch` | the key's current epoch: once the switch commits, the document is spent (it names an epoch that is no longer current) |
-//! | `new_participants`, `new_threshold` | the nodes and threshold of the new epoch |
+//! | `new_participants`, `new_threshold` | the nodes and threshold of the new epoch; for a drill, the drill session's signers (the restored node and live current participants, exactly the threshold of them) and the key's threshold |
 //! | `not_after` | Unix seconds after which no node acts on it |
 //! | `nonce` | makes each authorization distinct in the audit trail |
 //!
@@ -43,7 +45,7 @@ pub fn operation_signing_bytes(document: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The kind of redistribution.
+/// The kind of key operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationKind {
@@ -51,6 +53,10 @@ pub enum OperationKind {
     Refresh,
     /// Another participant set and/or threshold.
     Reshare,
+    /// A recovery drill: one signature over a drill message
+    /// ([`crate::domain::drill_message`]) by a node restored from a backup
+    /// and live current participants. Changes nothing about the key.
+    Drill,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -58,6 +64,7 @@ impl std::fmt::Display for OperationKind {
         f.write_str(match self {
             Self::Refresh => "refresh",
             Self::Reshare => "reshare",
+            Self::Drill => "drill",
         })
     }
 }
@@ -127,6 +134,8 @@ pub enum OperationError {
     },
     #[error("a refresh cannot change the threshold or the participant set")]
     RefreshChangesAccess,
+    #[error("a drill signs with exactly the key's threshold of its current participants: {0}")]
+    DrillAccess(String),
     #[error("invalid new access structure: {0}")]
     InvalidAccess(String),
     #[error(transparent)]
@@ -214,6 +223,26 @@ pub fn check_operation(
         && (current_set != requested_set || requested.current_threshold != requested.new_threshold)
     {
         return Err(OperationError::RefreshChangesAccess);
+    }
+    if requested.kind == OperationKind::Drill {
+        // The restored node signs as the participant it backs up, so every
+        // signer is a current participant.
+        if let Some(outsider) = requested_set.difference(&current_set).next() {
+            return Err(OperationError::DrillAccess(format!(
+                "node {outsider} is not a current participant {current_set:?}"
+            )));
+        }
+        if requested.new_threshold != requested.current_threshold
+            || requested_set.len() != usize::from(requested.current_threshold)
+        {
+            return Err(OperationError::DrillAccess(format!(
+                "{} signers with threshold {} for a {}-of-{} key",
+                requested_set.len(),
+                requested.new_threshold,
+                requested.current_threshold,
+                current_set.len()
+            )));
+        }
     }
     Ok(())
 }
@@ -446,6 +475,50 @@ mod tests {
                 "{nodes:?} t={t}"
             );
         }
+    }
+
+    #[test]
+    fn a_drill_signs_with_exactly_a_threshold_of_current_participants() {
+        let drill = |nodes: &'static [u16], t| {
+            let o = op(OperationKind::Drill, nodes, t);
+            check_operation(
+                &officers(),
+                &two(),
+                &o,
+                &req(OperationKind::Drill, nodes, t),
+                Some(1),
+            )
+        };
+        assert_eq!(drill(&[1, 3], 2), Ok(()));
+        assert!(matches!(
+            drill(&[1, 4], 2),
+            Err(OperationError::DrillAccess(_))
+        ));
+        assert!(matches!(
+            drill(&[1, 2, 3], 2),
+            Err(OperationError::DrillAccess(_))
+        ));
+        assert!(matches!(
+            drill(&[1, 2, 3], 3),
+            Err(OperationError::DrillAccess(_))
+        ));
+        // A drill authorization is no refresh, and the reverse.
+        let o = op(OperationKind::Drill, &[1, 2], 2);
+        assert!(matches!(
+            check_operation(
+                &officers(),
+                &two(),
+                &o,
+                &req(OperationKind::Refresh, &[1, 2], 2),
+                Some(1)
+            ),
+            Err(OperationError::Mismatch {
+                what: "operation",
+                ..
+            })
+        ));
+        let bytes = o.to_document_bytes();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""operation":"drill""#));
     }
 
     #[test]

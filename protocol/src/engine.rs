@@ -151,6 +151,67 @@ impl KeyShare {
         }
         Ok(share)
     }
+
+    /// The public key package this share belongs to (public).
+    pub fn public_key_package(&self) -> Vec<u8> {
+        match self {
+            Self::Frost(s) => s.public_key_package().to_vec(),
+            Self::Ecdsa(s) => s.public_key_package(),
+        }
+    }
+
+    /// This node's public verifying share `s·G`, computed from the secret
+    /// share and checked against the verifying share the share's public key
+    /// package records for its node (FROST: frost's `VerifyingShare`
+    /// encoding; ECDSA: 33-byte SEC1 compressed; an ECDSA package of
+    /// version 1 records none). What proves a share restored from a backup
+    /// is the one the key's package commits to.
+    pub fn verifying_share(&self) -> Result<Vec<u8>, ProtocolError> {
+        match self {
+            Self::Frost(s) => frost_verifying_share(s),
+            Self::Ecdsa(s) => {
+                // `party()` checks s·G against the package's verifying share.
+                let party = s.party()?;
+                let point =
+                    (k256_dkls23::ProjectivePoint::GENERATOR * party.poly_point).to_affine();
+                Ok(
+                    dkls23::utilities::hashes::point_to_bytes::<k256_dkls23::Secp256k1>(&point)
+                        .to_vec(),
+                )
+            }
+        }
+    }
+}
+
+/// [`KeyShare::verifying_share`] of a FROST share.
+fn frost_verifying_share(share: &frost::KeyShare) -> Result<Vec<u8>, ProtocolError> {
+    fn of<C: frost_core::Ciphersuite>(share: &frost::KeyShare) -> Result<Vec<u8>, ProtocolError> {
+        use frost_core::keys::{KeyPackage, PublicKeyPackage, VerifyingShare};
+        let bad =
+            |what: &str| ProtocolError::InvalidParameters(format!("invalid key share: {what}"));
+        let key_package = KeyPackage::<C>::deserialize(share.key_package_bytes())
+            .map_err(|_| bad("key package"))?;
+        let package = PublicKeyPackage::<C>::deserialize(share.public_key_package())
+            .map_err(|_| bad("public key package"))?;
+        let id = frost_core::Identifier::<C>::try_from(share.node_id().get())
+            .map_err(|_| bad("identifier"))?;
+        let computed = VerifyingShare::<C>::from(*key_package.signing_share());
+        if package.verifying_shares().get(&id) != Some(&computed) {
+            return Err(bad(
+                "the secret share does not match its verifying share in the public key package",
+            ));
+        }
+        computed.serialize().map_err(|e| bad(&e.to_string()))
+    }
+    match share.scheme() {
+        Scheme::FrostSecp256k1 => of::<frost_secp256k1::Secp256K1Sha256>(share),
+        Scheme::FrostTaproot => of::<frost_secp256k1_tr::Secp256K1Sha256TR>(share),
+        Scheme::FrostEd25519 => of::<frost_ed25519::Ed25519Sha512>(share),
+        Scheme::EcdsaSecp256k1 => Err(ProtocolError::InvalidParameters(format!(
+            "{} is not a FROST scheme",
+            Scheme::EcdsaSecp256k1
+        ))),
+    }
 }
 
 /// What a finished DKG leaves with a node.

@@ -68,6 +68,7 @@ fn faulty_nodes(faulty: &'static [u16]) -> NodeCustomizer {
         if faulty.contains(&id) {
             server.with_faults(Faults {
                 corrupt_signature_share: true,
+                ..Faults::default()
             })
         } else {
             server

@@ -278,3 +278,73 @@ async fn a_banned_counterparty_is_refused_by_the_node_and_the_exclusion_cannot_b
     tc.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refresh_gives_fresh_pairwise_state_and_lifts_the_ban() -> Result<()> {
+    let tc = TestCluster::start(3).await?;
+    let key = create_ecdsa_key(&tc).await?;
+    let store = SqliteShareStore::open(&tc.data_dir().join("node-1/node.db")).await?;
+    assert!(
+        store
+            .record_ban(&Ban {
+                key_id: key.key_id.clone(),
+                counterparty: 2,
+                reason: "DKLs23 abort: OT consistency check failed (party 2 is node-2)".into(),
+                session_id: hex::encode(session_id()),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+            .await?
+    );
+    drop(store);
+    let rogue = RogueCoordinator::new(&tc)?;
+    node_1_refuses_node_2(&tc, &rogue, &key).await?;
+
+    // The redistribution itself is not refused: it is how the ban ends.
+    let op = sigil_policy::KeyOperation {
+        operation: sigil_policy::OperationKind::Refresh,
+        key_id: key.key_id.clone(),
+        from_epoch: key.epoch,
+        new_participants: vec![1, 2, 3],
+        new_threshold: 2,
+        not_after: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            + 600,
+        nonce: "lift".into(),
+    };
+    let document = op.to_document_bytes();
+    let signatures = ["officer-1", "officer-2"]
+        .iter()
+        .map(|o| Ok(tc.signer(o)?.sign_operation(&document)?))
+        .collect::<Result<Vec<_>>>()?;
+    let refreshed = KeyAdminClient::new(tc.coordinator_as("operator")?)
+        .refresh_key(pb::RefreshKeyRequest {
+            key_id: key.key_id.clone(),
+            authorization: Some(pb::SignedOperation {
+                document,
+                signatures,
+            }),
+        })
+        .await?
+        .into_inner()
+        .key
+        .context("no key")?;
+    assert_eq!(refreshed.epoch, 1);
+    assert_eq!(refreshed.public_key, key.public_key);
+
+    let bans = rogue
+        .node(1)?
+        .list_bans(pb::ListBansRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await?
+        .into_inner()
+        .bans;
+    assert!(bans.is_empty(), "{bans:?}");
+    // Node 1 and node 2 sign together again, with the new epoch.
+    let start = sign_start(&rogue, &refreshed, &[1, 2]).await?;
+    let first = rogue.node(1)?.start_session(start).await?.into_inner();
+    assert!(!first.messages.is_empty());
+    tc.shutdown().await;
+    Ok(())
+}

@@ -17,6 +17,7 @@ fn node_example_loads() {
     let c = NodeConfig::load(&deploy("node.example.toml")).expect("node example");
     assert_eq!((c.node_id, c.zone.as_str()), (1, "eu-west-1a"));
     assert_eq!(c.kek_path(), Path::new("/var/lib/sigil/keys/kek.hex"));
+    assert!(c.backup.is_some_and(|b| b.recipient_key().is_ok()));
 }
 
 #[test]
@@ -49,6 +50,12 @@ fn invalid_configs_are_refused_with_a_reason() {
     std::fs::write(&path, text.replace("zone = ", "zonee = ")).expect("write");
     let err = NodeConfig::load(&path).expect_err("unknown field accepted");
     assert!(err.to_string().contains("zonee"), "{err}");
+
+    let zeros = format!("recipient = \"{}\"", "00".repeat(32));
+    let edited = replace_line(&text, "recipient = ", &zeros);
+    std::fs::write(&path, edited).expect("write");
+    let err = NodeConfig::load(&path).expect_err("an unusable backup recipient accepted");
+    assert!(err.to_string().contains("backup.recipient"), "{err}");
 }
 
 #[test]
@@ -92,4 +99,12 @@ fn audit_settings_default_resolve_and_validate() {
     .expect("write");
     let c = CoordinatorConfig::load(&path).expect("load");
     assert_eq!(c.audit.busy_timeout, std::time::Duration::from_millis(250));
+}
+
+/// `text` with the line starting with `prefix` replaced by `line`.
+fn replace_line(text: &str, prefix: &str, line: &str) -> String {
+    text.lines()
+        .map(|l| if l.starts_with(prefix) { line } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

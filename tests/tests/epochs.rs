@@ -473,7 +473,12 @@ async fn a_rogue_coordinator_cannot_redistribute_or_sign_with_an_old_epoch() -> 
         })
         .await
         .expect_err("refused");
-    assert!(err.message().contains("epoch"), "{err:?}");
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(
+        err.message()
+            .contains("is at epoch 1 at this node; the request is for epoch 0"),
+        "{err:?}"
+    );
     // Nor does the new epoch sign a payload as an epoch test.
     let err = rogue
         .node(1)?
@@ -675,6 +680,136 @@ async fn a_node_that_missed_the_commit_switches_when_the_coordinator_resends_it(
             "node {node}"
         );
     }
+    tc.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ecdsa_keys_refresh_and_reshare_with_fresh_pairwise_state() -> Result<()> {
+    let tc = TestCluster::start(4).await?;
+    let key = create_key(&tc, pb::Scheme::EcdsaSecp256k1, 2, &[1, 2, 3]).await?;
+    let address = key.addresses.get("ethereum").cloned();
+    assert!(address.is_some());
+    let sig = sign(&tc, &key, b"epoch 0").await?;
+    verify(&key, b"epoch 0", &sig)?;
+
+    let refreshed = refresh(&tc, &key).await?.key.context("no key")?;
+    assert_eq!(refreshed.public_key, key.public_key);
+    assert_eq!(refreshed.addresses.get("ethereum").cloned(), address);
+    let sig = sign(&tc, &refreshed, b"epoch 1").await?;
+    verify(&refreshed, b"epoch 1", &sig)?;
+
+    // Node 2 replaced by node 4.
+    let moved = reshare(&tc, &refreshed, &[1, 3, 4], 2, &["officer-1", "officer-2"])
+        .await?
+        .key
+        .context("no key")?;
+    assert_eq!(
+        (moved.epoch, moved.participants.clone()),
+        (2, vec![1, 3, 4])
+    );
+    assert_eq!(moved.addresses.get("ethereum").cloned(), address);
+    for i in 0..3 {
+        let msg = format!("epoch 2, payment {i}");
+        let sig = sign(&tc, &moved, msg.as_bytes()).await?;
+        assert!(
+            sig.signers.iter().all(|s| [1, 3, 4].contains(s)),
+            "{:?}",
+            sig.signers
+        );
+        verify(&moved, msg.as_bytes(), &sig)?;
+    }
+    let e = epochs(&tc, &moved).await?;
+    assert!(held(&e, 2).is_empty(), "node 2 holds {:?}", held(&e, 2));
+    one_signing_epoch(&e, 2);
+    tc.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_failing_during_the_redistribution_switches_nothing() -> Result<()> {
+    let mut tc = TestCluster::start_spec(3, |spec| {
+        spec.customize_node = Some(std::sync::Arc::new(|id, server| {
+            server.with_faults(sigil_node::service::Faults {
+                fail_redistribution: id == 3,
+                ..Default::default()
+            })
+        }));
+    })
+    .await?;
+    let key = create_key(&tc, pb::Scheme::FrostSecp256k1, 2, &[1, 2, 3]).await?;
+    let err = refresh(&tc, &key).await.expect_err("node 3 failed");
+    assert!(err.message().contains("node 3"), "{err:?}");
+    let e = epochs(&tc, &key).await?;
+    assert_eq!((e.current_epoch, e.uncommitted.len()), (0, 0));
+    assert_eq!(held(&e, 3), vec![(0, "current".to_owned())]);
+    one_signing_epoch(&e, 0);
+    let sig = sign(&tc, &key, b"still epoch 0").await?;
+    verify(&key, b"still epoch 0", &sig)?;
+    // Node 3 back without the fault: the next attempt replaces the staged shares.
+    tc.restart_node_in_place(3).await?;
+    let out = refresh(&tc, &key).await?;
+    assert_eq!(out.key.map(|k| k.epoch), Some(1));
+    let e = epochs(&tc, &key).await?;
+    for node in 1..=3 {
+        assert_eq!(
+            held(&e, node),
+            vec![(0, "retired".to_owned()), (1, "current".to_owned())],
+            "node {node}"
+        );
+    }
+    tc.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_switch_is_on_record_and_the_audit_trail_verifies() -> Result<()> {
+    use sigil_testkit::sigil_cli::audit as cli_audit;
+    let tc = TestCluster::start(4).await?;
+    let key = create_key(&tc, pb::Scheme::FrostSecp256k1, 2, &[1, 2, 3]).await?;
+    let refreshed = refresh(&tc, &key).await?.key.context("no key")?;
+    reshare(&tc, &refreshed, &[1, 2, 4], 2, &["officer-1", "officer-2"]).await?;
+
+    for node in &tc.cluster.nodes {
+        let records = node
+            .handle
+            .audit
+            .query(&sigil_audit::Filter::default().limit(10_000))
+            .await?;
+        let of = |action: &str| {
+            records
+                .iter()
+                .filter(|r| r.action == action && r.key_id == key.key_id && r.outcome == "ok")
+                .count()
+        };
+        let (staged, committed, removed) = (
+            of("epoch_staged"),
+            of("epoch_committed"),
+            of("share_removed"),
+        );
+        match node.id {
+            1 | 2 => assert_eq!((staged, committed, removed), (2, 2, 0), "node {}", node.id),
+            3 => assert_eq!((staged, committed, removed), (1, 1, 1), "node 3"),
+            _ => assert_eq!((staged, committed, removed), (1, 1, 0), "node 4"),
+        }
+    }
+    let coordinator = tc
+        .cluster
+        .coordinator
+        .audit
+        .query(
+            &sigil_audit::Filter::default()
+                .action("epoch_certified")
+                .limit(100),
+        )
+        .await?;
+    assert_eq!(coordinator.len(), 2, "{coordinator:?}");
+
+    // The auditors' verification, test signatures included, finds nothing.
+    let live = cli_audit::fetch_live(tc.coordinator_as("auditor")?).await?;
+    let verifier = cli_audit::verifier(&tc.data_dir().join("pki/ca.pem"), &Default::default())?;
+    let result = cli_audit::verify(&live, &verifier);
+    assert!(result.is_ok(), "{:#?}", result.problems);
     tc.shutdown().await;
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! `sigil dev`: development helpers. `dev pki` creates the development CA
-//! and the certificates a local cluster and its clients use.
+//! and the certificates a local cluster and its clients use; `dev
+//! backup-key` creates a backup keypair (the secret in a 0600 file, the
+//! public key for the nodes' `[backup] recipient`).
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::json;
-use sigil_cli::local::ensure_dev_pki;
+use sigil_cli::local::{ensure_dev_pki, write_private};
 use sigil_cli::output::Text;
+use sigil_policy::backup::BackupSecretKey;
 use sigil_tls::TrustDomain;
 
 use super::Context;
@@ -18,6 +23,14 @@ pub enum DevCommand {
         nodes: u16,
         #[arg(long, default_value = "sigil.local")]
         trust_domain: String,
+    },
+    /// Create a backup keypair: the secret (hex) in FILE, mode 0600, to be
+    /// held offline by the security officers; prints the public key for
+    /// every node's `[backup] recipient`.
+    BackupKey {
+        /// Where to write the secret key (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -39,6 +52,25 @@ pub fn run(ctx: &Context, command: &DevCommand) -> Result<()> {
                     }
                     t.into()
                 });
+        }
+        DevCommand::BackupKey { out } => {
+            if out.exists() {
+                bail!("{} exists; not overwriting a backup key", out.display());
+            }
+            let key = BackupSecretKey::generate(&mut rand::rngs::OsRng);
+            write_private(out, key.to_hex().as_bytes())?;
+            let public = key.public_key();
+            ctx.out.print(
+                &json!({"secret_key_file": out, "recipient": public.to_hex(), "fingerprint": public.fingerprint()}),
+                || {
+                    let mut t = Text::new();
+                    t.line(format_args!("backup secret key written to {} (mode 0600)", out.display()));
+                    t.line("every node's config:");
+                    t.line("  [backup]");
+                    t.line(format_args!("  recipient = \"{}\"", public.to_hex()));
+                    t.into()
+                },
+            );
         }
     }
     Ok(())

@@ -6,8 +6,10 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod dev;
+pub mod drill;
 pub mod eth;
 pub mod health;
 pub mod key;

@@ -11,7 +11,7 @@
 //! (it is in the public key package), so the mapping never changes for the
 //! life of the key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use dkls23::protocols::{Abort, AbortKind, AbortReason, PartyIndex};
 use serde::Serialize;
@@ -162,6 +162,46 @@ pub(crate) fn hash_nodes(h: &mut Sha256, nodes: &[NodeId]) {
     for node in nodes {
         h.update(node.get().to_be_bytes());
     }
+}
+
+/// Digest of one round's broadcasts (ours included), sorted by sender,
+/// under `domain` and bound to `binding` (the session's own context): what
+/// every party echoes so that a relay cannot show different broadcasts to
+/// different parties.
+pub(crate) fn echo_digest(
+    domain: &[u8],
+    binding: &[u8],
+    round: u16,
+    broadcasts: &BTreeMap<NodeId, &[u8]>,
+) -> [u8; 32] {
+    let mut h = hasher(domain);
+    h.update(binding);
+    h.update(round.to_be_bytes());
+    h.update((broadcasts.len() as u32).to_be_bytes());
+    for (node, bytes) in broadcasts {
+        h.update(node.get().to_be_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    }
+    h.finalize().into()
+}
+
+/// A payload field naming DKLs23 parties must name the message's sender
+/// (and, for direct messages, `me` as receiver).
+pub(crate) fn check_parties(
+    roster: &Roster,
+    me: PartyIndex,
+    from: NodeId,
+    sender: PartyIndex,
+    receiver: Option<PartyIndex>,
+) -> Result<(), ProtocolError> {
+    if sender != roster.index(from)? || receiver.is_some_and(|r| r != me) {
+        return Err(ProtocolError::Malformed {
+            from,
+            reason: "payload names other DKLs23 parties than its sender and recipient".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Maps a dkls23 abort to a protocol error, naming culprits by node id.

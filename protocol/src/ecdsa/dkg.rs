@@ -47,7 +47,7 @@ use sha2::Digest as _;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::common::{
-    Curve, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
+    self, Curve, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
 };
 use super::keys::{EcdsaPublicKeyPackage, check_threshold, parse_public_key};
 use super::{EcdsaDkgOutput, EcdsaKeyShare};
@@ -205,16 +205,7 @@ impl Dkg {
 
     /// Digest of one round's broadcasts (ours included), sorted by sender.
     fn echo_digest(&self, round: u16, broadcasts: &BTreeMap<NodeId, &[u8]>) -> [u8; 32] {
-        let mut h = hasher(ECHO_DOMAIN);
-        h.update(self.dkls_session);
-        h.update(round.to_be_bytes());
-        h.update((broadcasts.len() as u32).to_be_bytes());
-        for (node, bytes) in broadcasts {
-            h.update(node.get().to_be_bytes());
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        }
-        h.finalize().into()
+        common::echo_digest(ECHO_DOMAIN, &self.dkls_session, round, broadcasts)
     }
 
     /// A payload field naming a DKLs23 party must name the message's sender
@@ -225,14 +216,7 @@ impl Dkg {
         sender: PartyIndex,
         receiver: Option<PartyIndex>,
     ) -> Result<(), ProtocolError> {
-        let expected = self.roster.index(from)?;
-        if sender != expected || receiver.is_some_and(|r| r != self.index) {
-            return Err(ProtocolError::Malformed {
-                from,
-                reason: "payload names other DKLs23 parties than its sender and recipient".into(),
-            });
-        }
-        Ok(())
+        common::check_parties(&self.roster, self.index, from, sender, receiver)
     }
 
     fn begin(&mut self, session: Box<DkgSession<Curve>>) -> Result<Vec<Message>, ProtocolError> {

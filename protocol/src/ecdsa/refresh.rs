@@ -72,7 +72,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use super::EcdsaRefreshOutput;
 use super::common::{
-    Curve, Party, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
+    self, Curve, Party, Roster, blame, decode, encode, encode_secret, hash_nodes, hasher, internal,
 };
 use super::keys::{
     EcdsaKeyShare, EcdsaPublicKeyPackage, PUBLIC_KEY_LEN, check_share_polynomial, check_threshold,
@@ -493,16 +493,7 @@ impl Refresh {
 
     /// Digest of one round's broadcasts (ours included), sorted by sender.
     fn echo_digest(&self, round: u16, broadcasts: &BTreeMap<NodeId, &[u8]>) -> [u8; 32] {
-        let mut h = hasher(ECHO_DOMAIN);
-        h.update(self.context);
-        h.update(round.to_be_bytes());
-        h.update((broadcasts.len() as u32).to_be_bytes());
-        for (node, bytes) in broadcasts {
-            h.update(node.get().to_be_bytes());
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        }
-        h.finalize().into()
+        common::echo_digest(ECHO_DOMAIN, &self.context, round, broadcasts)
     }
 
     /// A payload naming DKLs23 parties must name its sender and us.
@@ -512,13 +503,7 @@ impl Refresh {
         sender: PartyIndex,
         receiver: PartyIndex,
     ) -> Result<(), ProtocolError> {
-        if sender != self.roster.index(from)? || receiver != self.index {
-            return Err(ProtocolError::Malformed {
-                from,
-                reason: "payload names other DKLs23 parties than its sender and recipient".into(),
-            });
-        }
-        Ok(())
+        common::check_parties(&self.roster, self.index, from, sender, Some(receiver))
     }
 
     fn expect_both() -> Expect {
