@@ -1,15 +1,22 @@
-//! Bitcoin native segwit v0 pay-to-witness-public-key-hash (P2WPKH)
-//! addresses (BIP-141 program, BIP-173 bech32 encoding).
+//! Bitcoin addresses, encoded by the `bitcoin` crate (rust-bitcoin):
 //!
-//! The witness program is HASH160 (RIPEMD-160 of SHA-256) of the 33-byte
-//! *compressed* public key: BIP-143 makes uncompressed keys non-standard in
-//! segwit v0, so an uncompressed key is compressed first (it is the same
-//! point, hence the same key).
+//! - **P2WPKH** (`bc1q…`, BIP-141 program, BIP-173 bech32) for secp256k1
+//!   ECDSA keys. The witness program is HASH160 of the 33-byte *compressed*
+//!   public key: BIP-143 makes uncompressed keys non-standard in segwit v0,
+//!   so an uncompressed key is compressed first (it is the same point, hence
+//!   the same key).
+//! - **P2TR** (`bc1p…`, BIP-341 output key, BIP-350 bech32m) for
+//!   `frost-taproot` keys. The FROST DKG already applies the BIP-341 "no
+//!   script path" tweak, so the 32-byte x-only group key *is* the output key
+//!   Q and is encoded as it is.
 //!
-//! Taproot (`bc1p…`, BIP-341/350) addresses belong to FROST keys and live in
-//! `sigil-protocol` (`frost::taproot_address`).
+//! [`BitcoinNetwork`] picks the human-readable part (`bc`, `tb`, `bcrt`).
 
-use crate::hash::hash160;
+pub mod psbt;
+
+use ::bitcoin::key::{CompressedPublicKey, TweakedPublicKey, XOnlyPublicKey};
+use ::bitcoin::{Address, KnownHrp};
+
 use crate::{ChainError, key};
 
 /// A Bitcoin network, for the address's human-readable part.
@@ -23,12 +30,12 @@ pub enum BitcoinNetwork {
     Regtest,
 }
 
-impl BitcoinNetwork {
-    fn hrp(self) -> bech32::Hrp {
-        match self {
-            Self::Mainnet => bech32::hrp::BC,
-            Self::Testnet => bech32::hrp::TB,
-            Self::Regtest => bech32::hrp::BCRT,
+impl From<BitcoinNetwork> for KnownHrp {
+    fn from(network: BitcoinNetwork) -> Self {
+        match network {
+            BitcoinNetwork::Mainnet => KnownHrp::Mainnet,
+            BitcoinNetwork::Testnet => KnownHrp::Testnets,
+            BitcoinNetwork::Regtest => KnownHrp::Regtest,
         }
     }
 }
@@ -40,13 +47,35 @@ pub fn bitcoin_p2wpkh_address(
     public_key: &[u8],
     network: BitcoinNetwork,
 ) -> Result<String, ChainError> {
-    let program = hash160(key::compressed_public_key(public_key)?);
-    bech32::segwit::encode_v0(network.hrp(), &program)
-        .map_err(|e| ChainError::Encoding(e.to_string()))
+    let compressed = key::compressed_public_key(public_key)?;
+    let key = CompressedPublicKey::from_slice(&compressed)
+        .map_err(|e| ChainError::InvalidPublicKey(e.to_string()))?;
+    Ok(Address::p2wpkh(&key, network).to_string())
+}
+
+/// The P2TR address (`bc1p…`) of a Taproot output key: a 32-byte x-only
+/// key (BIP-340), as `frost-taproot` keys are. Refuses anything that is not
+/// the x coordinate of a curve point: funds sent to it would be lost.
+pub fn taproot_address(xonly: &[u8], network: BitcoinNetwork) -> Result<String, ChainError> {
+    if xonly.len() != 32 {
+        return Err(ChainError::InvalidPublicKey(format!(
+            "an x-only public key is 32 bytes, got {}",
+            xonly.len()
+        )));
+    }
+    let key = XOnlyPublicKey::from_slice(xonly)
+        .map_err(|_| ChainError::InvalidPublicKey("not the x coordinate of a point".into()))?;
+    let output_key = TweakedPublicKey::dangerous_assume_tweaked(key);
+    Ok(Address::p2tr_tweaked(output_key, network).to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use ::bitcoin::address::{Address, NetworkUnchecked};
+    use ::bitcoin::{Network, WitnessVersion};
+
     use super::*;
 
     /// BIP-173's example key: the generator G (private key 1), compressed.
@@ -56,10 +85,6 @@ mod tests {
     fn bip173_examples() {
         // BIP-173, "Examples": P2WPKH of 0279BE66…1798.
         let pk = hex::decode(KEY1).expect("hex");
-        assert_eq!(
-            hex::encode(hash160(&pk)),
-            "751e76e8199196d454941c45d1b3a323f1433bd6"
-        );
         assert_eq!(
             bitcoin_p2wpkh_address(&pk, BitcoinNetwork::Mainnet).expect("valid"),
             "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
@@ -76,16 +101,34 @@ mod tests {
             bitcoin_p2wpkh_address(&u, BitcoinNetwork::Mainnet).expect("valid"),
             "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
         );
-        // And it decodes back to the witness program.
-        let (hrp, version, program) =
-            bech32::segwit::decode("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4").expect("valid");
-        assert_eq!(hrp, bech32::hrp::BC);
-        assert_eq!(version, bech32::segwit::VERSION_0);
-        assert_eq!(program, hash160(&pk));
+        // And it parses back to the key's witness program, HASH160 = 751e76e8…3bd6.
+        let parsed =
+            Address::<NetworkUnchecked>::from_str("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+                .expect("valid")
+                .require_network(Network::Bitcoin)
+                .expect("mainnet");
+        let program = parsed.witness_program().expect("segwit");
+        assert_eq!(program.version(), WitnessVersion::V0);
+        assert_eq!(
+            hex::encode(program.program().as_bytes()),
+            "751e76e8199196d454941c45d1b3a323f1433bd6"
+        );
     }
 
     #[test]
-    fn rejects_invalid_keys() {
+    fn bip84_example() {
+        // BIP-84, "Test vectors": the first receiving address of the
+        // "abandon … about" mnemonic, m/84'/0'/0'/0/0.
+        let pk = hex::decode("0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c")
+            .expect("hex");
+        assert_eq!(
+            bitcoin_p2wpkh_address(&pk, BitcoinNetwork::Mainnet).expect("valid"),
+            "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
+        );
+    }
+
+    #[test]
+    fn p2wpkh_rejects_invalid_keys() {
         // x ≥ p: not a point.
         let mut bad = [0xffu8; 33];
         bad[0] = 2;
@@ -94,5 +137,51 @@ mod tests {
             Err(ChainError::InvalidPublicKey(_))
         ));
         assert!(bitcoin_p2wpkh_address(&[], BitcoinNetwork::Mainnet).is_err());
+    }
+
+    #[test]
+    fn taproot_addresses() {
+        // BIP-350 test vector: the generator's x coordinate as a witness v1 program.
+        let g = hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+            .expect("hex");
+        assert_eq!(
+            taproot_address(&g, BitcoinNetwork::Mainnet).expect("valid"),
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"
+        );
+        // BIP-86, "Test vectors": the first receiving address of the
+        // "abandon … about" mnemonic, m/86'/0'/0'/0/0, from its (tweaked)
+        // output key.
+        let q = hex::decode("a60869f0dbcf1dc659c9cecbaf8050135ea9e8cdc487053f1dc6880949dc684c")
+            .expect("hex");
+        assert_eq!(
+            taproot_address(&q, BitcoinNetwork::Mainnet).expect("valid"),
+            "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
+        );
+        assert!(
+            taproot_address(&g, BitcoinNetwork::Testnet)
+                .expect("valid")
+                .starts_with("tb1p")
+        );
+        assert!(
+            taproot_address(&g, BitcoinNetwork::Regtest)
+                .expect("valid")
+                .starts_with("bcrt1p")
+        );
+    }
+
+    #[test]
+    fn taproot_rejects_invalid_keys() {
+        let g = hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+            .expect("hex");
+        for bad in [&[0u8; 32][..], &[0xff; 32], &g[..31], &[], &[2u8; 33]] {
+            assert!(
+                matches!(
+                    taproot_address(bad, BitcoinNetwork::Mainnet),
+                    Err(ChainError::InvalidPublicKey(_))
+                ),
+                "{}",
+                hex::encode(bad)
+            );
+        }
     }
 }

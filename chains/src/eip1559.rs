@@ -19,10 +19,10 @@
 //!             y_parity, r, s])
 //! ```
 //!
-//! Integers are RLP-encoded as minimal big-endian byte strings (zero is the
-//! empty string `0x80`); `to` is the 20-byte address, or the empty string
-//! for contract creation; `r` and `s` are integers too (leading zeros
-//! stripped). RLP comes from `alloy-rlp`.
+//! The encodings are alloy-consensus' (`TxEip1559`, EIP-2718 envelopes);
+//! this module adds what Sigil needs around them: a transaction shape with
+//! an empty access list, fee-cap validation, and low-S checks on threshold
+//! signatures. Amounts are alloy-primitives' [`U256`].
 //!
 //! **Access lists** (EIP-2930) are not supported: the access list is always
 //! empty (`0xc0`). Sigil signs plain transfers and contract calls; a
@@ -35,13 +35,14 @@
 //! [`crate::RecoverableSignature::from_prehash`] (which also finds the
 //! y-parity).
 
-use alloy_rlp::{Encodable, Header};
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use k256::ecdsa::Signature;
 
+use crate::ChainError;
 use crate::ethereum::{RecoverableSignature, y_parity};
 use crate::hash::keccak256;
-use crate::u256::strip_leading_zeros;
-use crate::{ChainError, U256};
 
 /// The EIP-2718 transaction type of EIP-1559 transactions.
 pub const EIP1559_TX_TYPE: u8 = 0x02;
@@ -61,7 +62,7 @@ pub struct Eip1559Tx {
     pub gas_limit: u64,
     /// Recipient; `None` creates a contract from `data`.
     pub to: Option<[u8; 20]>,
-    /// Amount in wei (e.g. `"1000000000000000000".parse()?` for 1 ether).
+    /// Amount in wei (e.g. `parse_wei("1000000000000000000")?` for 1 ether).
     pub value: U256,
     /// Call data (or init code).
     pub data: Vec<u8>,
@@ -80,33 +81,27 @@ impl Eip1559Tx {
         Ok(())
     }
 
-    /// RLP of the nine unsigned fields, without the list header.
-    fn encode_fields(&self, out: &mut Vec<u8>) {
-        self.chain_id.encode(out);
-        self.nonce.encode(out);
-        self.max_priority_fee_per_gas.encode(out);
-        self.max_fee_per_gas.encode(out);
-        self.gas_limit.encode(out);
-        match &self.to {
-            Some(address) => address.encode(out),
-            None => [0u8; 0].encode(out),
+    /// The same transaction as alloy-consensus' type.
+    pub fn to_alloy(&self) -> TxEip1559 {
+        TxEip1559 {
+            chain_id: self.chain_id,
+            nonce: self.nonce,
+            gas_limit: self.gas_limit,
+            max_fee_per_gas: self.max_fee_per_gas,
+            max_priority_fee_per_gas: self.max_priority_fee_per_gas,
+            to: match self.to {
+                Some(address) => TxKind::Call(Address::from(address)),
+                None => TxKind::Create,
+            },
+            value: self.value,
+            access_list: Default::default(),
+            input: Bytes::copy_from_slice(&self.data),
         }
-        self.value.minimal_be_bytes().encode(out);
-        // A byte string (`Vec<u8>` itself would encode as a list of integers).
-        self.data.as_slice().encode(out);
-        // The access list: always empty.
-        Header {
-            list: true,
-            payload_length: 0,
-        }
-        .encode(out);
     }
 
     /// `0x02 ‖ rlp([fields…])`: the bytes whose Keccak-256 is signed.
     pub fn signing_payload(&self) -> Vec<u8> {
-        let mut fields = Vec::with_capacity(64 + self.data.len());
-        self.encode_fields(&mut fields);
-        typed_envelope(&fields)
+        self.to_alloy().encoded_for_signing()
     }
 
     /// The 32-byte digest to sign: Keccak-256 of [`Self::signing_payload`].
@@ -139,12 +134,12 @@ impl Eip1559Tx {
                 "s is not low (EIP-2); normalize the signature first".into(),
             ));
         }
-        let mut fields = Vec::with_capacity(64 + 67 + self.data.len());
-        self.encode_fields(&mut fields);
-        y_parity.encode(&mut fields);
-        strip_leading_zeros(&r).encode(&mut fields);
-        strip_leading_zeros(&s).encode(&mut fields);
-        Ok(typed_envelope(&fields))
+        let signature = alloy_primitives::Signature::new(
+            U256::from_be_bytes(r),
+            U256::from_be_bytes(s),
+            y_parity == 1,
+        );
+        Ok(self.to_alloy().into_signed(signature).encoded_2718())
     }
 
     /// [`Self::encode_signed`] with a [`RecoverableSignature`].
@@ -156,28 +151,31 @@ impl Eip1559Tx {
     }
 }
 
-/// `0x02 ‖ rlp_list_header(len) ‖ fields`.
-fn typed_envelope(fields: &[u8]) -> Vec<u8> {
-    let header = Header {
-        list: true,
-        payload_length: fields.len(),
-    };
-    let mut out = Vec::with_capacity(1 + header.length() + fields.len());
-    out.push(EIP1559_TX_TYPE);
-    header.encode(&mut out);
-    out.extend_from_slice(fields);
-    out
-}
-
 /// The transaction hash of a signed raw transaction (Keccak-256 of the
 /// typed envelope), as block explorers and `eth_getTransactionByHash` use.
 pub fn transaction_hash(raw_signed: &[u8]) -> [u8; 32] {
     keccak256(raw_signed)
 }
 
+/// Parses a wei amount: a non-negative decimal integer below 2^256 (ASCII
+/// digits only: no sign, separators, `0x` prefix, exponent or whitespace;
+/// leading zeros are allowed).
+pub fn parse_wei(s: &str) -> Result<U256, ChainError> {
+    if s.is_empty() {
+        return Err(ChainError::InvalidAmount("empty".into()));
+    }
+    if !s.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(ChainError::InvalidAmount(format!(
+            "{s:?} is not a decimal integer"
+        )));
+    }
+    U256::from_str_radix(s, 10)
+        .map_err(|_| ChainError::InvalidAmount(format!("{s} does not fit in 256 bits")))
+}
+
 #[cfg(test)]
 mod tests {
-    use alloy_rlp::Decodable;
+    use alloy_rlp::{Decodable, Header};
     use k256::ecdsa::{RecoveryId, VerifyingKey};
 
     use super::*;
@@ -417,7 +415,7 @@ mod tests {
                 max_fee_per_gas: 30_000_000_000,
                 gas_limit: 21000,
                 to,
-                value: "1000000000000000000".parse().expect("decimal"),
+                value: parse_wei("1000000000000000000").expect("decimal"),
                 data: vec![],
             },
             // Single byte ≥ 0x80 as data (must be 0x81 0x80, not 0x80), a
@@ -524,5 +522,48 @@ mod tests {
         assert!(tx.validate().is_ok());
         tx.max_priority_fee_per_gas = 3;
         assert!(matches!(tx.validate(), Err(ChainError::InvalidAmount(_))));
+    }
+
+    #[test]
+    fn parses_wei() {
+        for s in [
+            "0",
+            "1",
+            "255",
+            "256",
+            "1000000000000000000",
+            "340282366920938463463374607431768211455", // u128::MAX
+            "340282366920938463463374607431768211456", // u128::MAX + 1
+        ] {
+            assert_eq!(parse_wei(s).expect("valid").to_string(), s);
+        }
+        assert_eq!(
+            parse_wei("1000000000000000000"),
+            Ok(U256::from(1_000_000_000_000_000_000u128))
+        );
+        assert_eq!(parse_wei("007"), Ok(U256::from(7u64)));
+        let mut above = [0u8; 32];
+        above[15] = 1;
+        assert_eq!(
+            parse_wei("340282366920938463463374607431768211456"),
+            Ok(U256::from_be_bytes(above))
+        );
+        let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+        assert_eq!(parse_wei(max), Ok(U256::MAX));
+        let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+        assert!(matches!(parse_wei(over), Err(ChainError::InvalidAmount(_))));
+        assert!(parse_wei(&"9".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn parse_wei_rejects_non_decimal() {
+        for bad in [
+            "", " 1", "1 ", "-1", "+1", "1_000", "1e18", "0x10", "1.5", "١",
+        ] {
+            assert!(
+                matches!(parse_wei(bad), Err(ChainError::InvalidAmount(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

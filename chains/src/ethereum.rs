@@ -43,21 +43,10 @@ pub fn ethereum_address(public_key: &[u8]) -> Result<String, ChainError> {
     Ok(to_checksum_address(&ethereum_address_bytes(public_key)?))
 }
 
-/// The EIP-55 mixed-case checksum form (`0x…`) of a 20-byte address.
+/// The EIP-55 mixed-case checksum form (`0x…`) of a 20-byte address
+/// (alloy-primitives' `Address::to_checksum`, without EIP-1191's chain id).
 pub fn to_checksum_address(address: &[u8; 20]) -> String {
-    let lower = hex::encode(address);
-    let hash = keccak256(lower.as_bytes());
-    let mut out = String::with_capacity(42);
-    out.push_str("0x");
-    for (i, c) in lower.chars().enumerate() {
-        let nibble = (hash[i / 2] >> (if i % 2 == 0 { 4 } else { 0 })) & 0x0f;
-        out.push(if nibble >= 8 {
-            c.to_ascii_uppercase()
-        } else {
-            c
-        });
-    }
-    out
+    alloy_primitives::Address::from(*address).to_checksum(None)
 }
 
 /// Parses a `0x`-prefixed 40-hex-digit Ethereum address. All-lower-case and

@@ -11,7 +11,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ripemd::Ripemd160;
 use sha2::{Digest, Sha256};
 use sha3::Keccak256;
 
@@ -25,16 +24,6 @@ pub fn keccak256(data: impl AsRef<[u8]>) -> [u8; 32] {
 /// SHA-256 (FIPS 180-4).
 pub fn sha256(data: impl AsRef<[u8]>) -> [u8; 32] {
     Sha256::digest(data.as_ref()).into()
-}
-
-/// SHA-256 applied twice (Bitcoin's and TRON's Base58Check checksums).
-pub fn double_sha256(data: impl AsRef<[u8]>) -> [u8; 32] {
-    sha256(sha256(data))
-}
-
-/// RIPEMD-160 of SHA-256 (Bitcoin's HASH160, used for P2WPKH programs).
-pub fn hash160(data: impl AsRef<[u8]>) -> [u8; 20] {
-    Ripemd160::digest(sha256(data)).into()
 }
 
 /// How a sign request's message becomes the 32-byte digest ECDSA signs.

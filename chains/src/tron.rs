@@ -4,11 +4,11 @@
 //! bytes of Keccak-256 of the uncompressed public key's `x ‖ y` — prefixed
 //! with the network byte `0x41` (the "hex" form `41…`) and shown as
 //! Base58Check: Base58 (Bitcoin alphabet) of the 21 bytes followed by the
-//! first 4 bytes of their double SHA-256. Mainnet addresses start with `T`.
+//! first 4 bytes of their double SHA-256 (`bs58`'s `check` encoding).
+//! Mainnet addresses start with `T`.
 
 use crate::ChainError;
 use crate::ethereum::ethereum_address_bytes;
-use crate::hash::double_sha256;
 
 /// The network byte that prefixes every TRON address.
 pub const TRON_ADDRESS_PREFIX: u8 = 0x41;
@@ -24,12 +24,9 @@ pub fn tron_address_hex_bytes(account: &[u8; 20]) -> [u8; 21] {
 /// The Base58Check TRON address (`T…`) of a 20-byte account (the same
 /// bytes as the Ethereum address of the same key).
 pub fn tron_address_from_account(account: &[u8; 20]) -> String {
-    let body = tron_address_hex_bytes(account);
-    let checksum = double_sha256(body);
-    let mut payload = Vec::with_capacity(25);
-    payload.extend_from_slice(&body);
-    payload.extend_from_slice(&checksum[..4]);
-    bs58::encode(payload).into_string()
+    bs58::encode(tron_address_hex_bytes(account))
+        .with_check()
+        .into_string()
 }
 
 /// The Base58Check TRON address (`T…`) of a secp256k1 public key (33-byte
@@ -44,21 +41,20 @@ pub fn tron_address(public_key: &[u8]) -> Result<String, ChainError> {
 /// checking the checksum and the `0x41` prefix.
 pub fn parse_tron_address(address: &str) -> Result<[u8; 20], ChainError> {
     let bad = |why: &str| ChainError::InvalidAddress(format!("{address:?}: {why}"));
-    let decoded = bs58::decode(address)
+    let body = bs58::decode(address)
+        .with_check(None)
         .into_vec()
-        .map_err(|_| bad("not base58"))?;
-    if decoded.len() != 25 {
-        return Err(bad("wrong length"));
+        .map_err(|e| match e {
+            bs58::decode::Error::InvalidChecksum { .. } => bad("checksum mismatch"),
+            _ => bad("not Base58Check"),
+        })?;
+    match body.split_first() {
+        Some((&TRON_ADDRESS_PREFIX, account)) => {
+            account.try_into().map_err(|_| bad("wrong length"))
+        }
+        Some(_) if body.len() == 21 => Err(bad("not a TRON address (prefix is not 0x41)")),
+        _ => Err(bad("wrong length")),
     }
-    let (body, checksum) = decoded.split_at(21);
-    if double_sha256(body)[..4] != *checksum {
-        return Err(bad("checksum mismatch"));
-    }
-    let (prefix, account) = body.split_at(1);
-    if prefix != [TRON_ADDRESS_PREFIX] {
-        return Err(bad("not a TRON address (prefix is not 0x41)"));
-    }
-    account.try_into().map_err(|_| bad("wrong length"))
 }
 
 #[cfg(test)]

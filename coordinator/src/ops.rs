@@ -23,7 +23,6 @@ use sigil_proto::convert::encoding_to_wire;
 use sigil_proto::convert::{scheme_from_wire, scheme_to_wire};
 use sigil_proto::v1 as pb;
 use sigil_protocol::engine::{self, Aggregator};
-use sigil_protocol::frost;
 use sigil_protocol::{NodeId, ProtocolError, Scheme, SessionId};
 
 use crate::CoordinatorError;
@@ -967,35 +966,15 @@ fn request_digest(intent: &pb::Intent) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Chain addresses of a key, by chain name.
+/// Chain addresses of a key, by chain name (`sigil_chains::addresses`
+/// names them). A key that yields no address (it should not happen for a
+/// stored key) is logged and shown with none.
 pub fn addresses(scheme: Scheme, public_key: &[u8]) -> std::collections::HashMap<String, String> {
-    let mut out = std::collections::HashMap::new();
-    match scheme {
-        Scheme::EcdsaSecp256k1 => {
-            if let Ok(a) = sigil_chains::ethereum_address(public_key) {
-                out.insert("ethereum".to_owned(), a);
-            }
-            if let Ok(a) = sigil_chains::tron_address(public_key) {
-                out.insert("tron".to_owned(), a);
-            }
-            if let Ok(a) = sigil_chains::bitcoin_p2wpkh_address(
-                public_key,
-                sigil_chains::BitcoinNetwork::Mainnet,
-            ) {
-                out.insert("bitcoin".to_owned(), a);
-            }
+    match sigil_chains::addresses(scheme, public_key) {
+        Ok(addresses) => addresses.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(%scheme, error = %e, "no chain addresses for a key");
+            std::collections::HashMap::new()
         }
-        Scheme::FrostTaproot => {
-            if let Ok(a) = frost::taproot_address(public_key, frost::BitcoinNetwork::Mainnet) {
-                out.insert("bitcoin".to_owned(), a);
-            }
-        }
-        Scheme::FrostEd25519 => {
-            if let Ok(a) = frost::solana_address(public_key) {
-                out.insert("solana".to_owned(), a);
-            }
-        }
-        Scheme::FrostSecp256k1 => {}
     }
-    out
 }

@@ -544,7 +544,14 @@ impl NodePolicy {
             key_id: share.key_id.clone(),
             participants: share.participants.clone(),
             intent_sha256: verified.sha256,
-            quorum: policy.rules.accounting_quorum.unwrap_or(share.threshold),
+            // Receipts guard rolling limits only: without any, this node's
+            // own count is all it needs (its receipt still goes out, for
+            // nodes whose copy of the policy has limits).
+            quorum: if policy.rules.has_rolling_limits() {
+                policy.rules.accounting_quorum.unwrap_or(share.threshold)
+            } else {
+                1
+            },
             counted: BTreeSet::from([self.node_id]),
         };
         let gate = if self.admit_receipts(&mut gate, &session.receipts)? {

@@ -339,6 +339,15 @@ fn check_unique<K: Ord + std::fmt::Debug>(
 }
 
 impl PolicyRules {
+    /// Whether any asset has a rolling 24-hour limit (amount or count):
+    /// the only rules whose counters other nodes' receipts protect (the
+    /// accounting quorum). Every other rule each signer checks itself.
+    pub fn has_rolling_limits(&self) -> bool {
+        self.assets
+            .iter()
+            .any(|a| a.max_per_day.is_some() || a.max_count_per_day.is_some())
+    }
+
     /// Rules for local development clusters: `requesters` may sign anything
     /// Sigil can read, with no limits, and raw messages; contract calls still
     /// need `contracts` entries.
@@ -531,6 +540,21 @@ pub fn hash(document: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_daily_amount_or_count_limits_are_rolling() {
+        let mut rules = PolicyRules::permissive_dev(vec!["payments".into()]);
+        assert!(!rules.has_rolling_limits());
+        rules.assets.push(AssetRule {
+            asset: "*".into(),
+            max_per_tx: Some(Amount::from(5u64)),
+            max_per_day: None,
+            max_count_per_day: None,
+        });
+        assert!(!rules.has_rolling_limits());
+        rules.assets[0].max_count_per_day = Some(3);
+        assert!(rules.has_rolling_limits());
+    }
+
     use super::*;
 
     const EXAMPLE: &str = r#"

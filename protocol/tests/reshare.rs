@@ -414,13 +414,6 @@ fn taproot_key_is_not_tweaked_again() {
             package.verifying_key(),
             "the stored output key itself, parity included, is unchanged"
         );
-        let address = frost::taproot_address(&after.public_key, frost::BitcoinNetwork::Mainnet)
-            .expect("address");
-        assert_eq!(
-            address,
-            frost::taproot_address(&first.public_key, frost::BitcoinNetwork::Mainnet)
-                .expect("address")
-        );
         let signers = [n(3), n(4)];
         let signature = run_sign(
             &cluster,

@@ -118,6 +118,17 @@ async fn ecdsa_dkg_sign_verify_and_recover() -> Result<()> {
             .get("tron")
             .is_some_and(|a| a.starts_with('T'))
     );
+    // Every address of the key, as sigil-chains encodes them.
+    let expected: std::collections::HashMap<_, _> =
+        sigil_chains::addresses(sigil_protocol::Scheme::EcdsaSecp256k1, &key.public_key)?
+            .into_iter()
+            .collect();
+    assert_eq!(key.addresses, expected);
+    assert!(
+        key.addresses
+            .get("bitcoin")
+            .is_some_and(|a| a.starts_with("bc1q"))
+    );
 
     // A digest given as is.
     let digest: [u8; 32] = Keccak256::digest(b"withdrawal #1").into();

@@ -228,9 +228,13 @@ async fn keys_report_their_chain_addresses() -> Result<()> {
         .get("bitcoin")
         .context("no bitcoin address")?;
     assert!(addr.starts_with("bc1p") && addr.len() == 62, "{addr}");
+    assert_eq!(
+        sigil_chains::taproot_address(&taproot.public_key, sigil_chains::BitcoinNetwork::Mainnet)?,
+        *addr
+    );
     let ed = create_key(&tc, pb::Scheme::FrostEd25519, 2, &[]).await?;
     let sol = ed.addresses.get("solana").context("no solana address")?;
-    assert_eq!(sigil_protocol::frost::solana_address(&ed.public_key)?, *sol);
+    assert_eq!(sigil_chains::solana_address(&ed.public_key)?, *sol);
     // The key list shows both.
     let list = KeyAdminClient::new(tc.coordinator_as("operator")?)
         .list_keys(pb::ListKeysRequest {})

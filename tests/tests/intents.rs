@@ -495,9 +495,35 @@ async fn an_expired_intent_and_one_valid_for_longer_than_the_window_are_refused(
     Ok(())
 }
 
+/// Gives `key` a rolling daily limit (the limits receipts protect), signed
+/// by two dev officers and applied at every node.
+async fn with_a_rolling_limit(tc: &TestCluster, key: &pb::KeyInfo) -> Result<()> {
+    let toml = format!(
+        "key_id = \"{}\"\nversion = 1\nrequesters = [\"signer\"]\nallow_raw = true\n\n[[assets]]\nasset = \"*\"\nmax_count_per_day = 1000\n",
+        key.key_id
+    );
+    let document = sigil_policy::PolicyDocument::from_toml(&toml)?.to_document_bytes();
+    let signatures = ["officer-1", "officer-2"]
+        .iter()
+        .map(|o| Ok(tc.signer(o)?.sign_policy(&document)?))
+        .collect::<Result<Vec<_>>>()?;
+    let resp = sigil_proto::v1::policy_client::PolicyClient::new(tc.coordinator_as("operator")?)
+        .apply_policy(pb::ApplyPolicyRequest {
+            policy: Some(pb::SignedPolicy {
+                document,
+                signatures,
+            }),
+        })
+        .await?
+        .into_inner();
+    anyhow::ensure!(resp.failed.is_empty(), "{resp:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_valid_intent_without_the_accounting_quorums_receipts_is_refused() -> Result<()> {
     let (tc, key, rogue) = setup().await?;
+    with_a_rolling_limit(&tc, &key).await?;
     // Counted by no other node: node 1 alone counts it.
     let (signed, _) = rogue
         .genuine_intent(&key, MESSAGE, pb::MessageEncoding::Raw, &[])

@@ -101,9 +101,7 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
             .map(sigil_chains::parse_address)
             .transpose()
             .context("--to")?,
-        value: args
-            .value
-            .parse::<sigil_chains::U256>()
+        value: sigil_chains::parse_wei(&args.value)
             .context("--value must be a decimal number of wei")?,
         data: match &args.data {
             Some(d) => input::decode_hex("data", d)?,

@@ -19,7 +19,7 @@
 //! Taproot: frost-secp256k1-tr applies the BIP-341 "no script path" tweak
 //! to the DKG output (`post_dkg`), so the returned x-only key is the tweaked
 //! *output* key Q: signatures verify under it and it is what a `bc1p`
-//! address encodes ([`taproot_address`]).
+//! address encodes (`sigil-chains` encodes addresses).
 
 mod common;
 mod dkg;
@@ -358,36 +358,6 @@ impl KeyShare {
     }
 }
 
-/// A Bitcoin network, for address encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BitcoinNetwork {
-    /// `bc1p…`
-    Mainnet,
-    /// `tb1p…` (testnet and signet)
-    Testnet,
-    /// `bcrt1p…`
-    Regtest,
-}
-
-/// The BIP-350 (bech32m) segwit v1 address of a Taproot output key (a
-/// 32-byte x-only key as returned for [`Scheme::FrostTaproot`]).
-pub fn taproot_address(xonly: &[u8], network: BitcoinNetwork) -> Result<String, ProtocolError> {
-    // Refuse anything that is not a valid x coordinate: funds sent to it would be lost.
-    <frost_secp256k1_tr::Secp256K1Sha256TR as Suite>::decode_key(xonly)?;
-    let hrp = match network {
-        BitcoinNetwork::Mainnet => bech32::hrp::BC,
-        BitcoinNetwork::Testnet => bech32::hrp::TB,
-        BitcoinNetwork::Regtest => bech32::hrp::BCRT,
-    };
-    bech32::segwit::encode_v1(hrp, xonly).map_err(internal)
-}
-
-/// The Solana address (base58) of an Ed25519 public key.
-pub fn solana_address(public_key: &[u8]) -> Result<String, ProtocolError> {
-    <frost_ed25519::Ed25519Sha512 as Suite>::decode_key(public_key)?;
-    Ok(bs58::encode(public_key).into_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,25 +397,5 @@ mod tests {
                 Err(ProtocolError::InvalidParameters(_))
             ));
         }
-    }
-
-    #[test]
-    fn addresses_of_known_keys() {
-        // BIP-350 test vector: the generator's x coordinate as a witness v1 program.
-        let g = hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
-            .expect("hex");
-        assert_eq!(
-            taproot_address(&g, BitcoinNetwork::Mainnet).ok().as_deref(),
-            Some("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0")
-        );
-        assert!(taproot_address(&[0u8; 32], BitcoinNetwork::Mainnet).is_err());
-        assert!(taproot_address(&g[..31], BitcoinNetwork::Mainnet).is_err());
-        // Ed25519 base point encodes to this Solana address.
-        let b = hex::decode("5866666666666666666666666666666666666666666666666666666666666666")
-            .expect("hex");
-        assert_eq!(
-            solana_address(&b).ok().as_deref(),
-            Some("6x5SYnLroiN7WYq8NQYU9KHcH4YjpBbwpUfVu3EB7ieH")
-        );
     }
 }
