@@ -10,5 +10,5 @@ mkdir -p "$here/gen"
 cd "$here"
 "$python" -m grpc_tools.protoc -I ../../proto \
   --python_out=gen --grpc_python_out=gen \
-  sigil/v1/common.proto sigil/v1/policy.proto sigil/v1/coordinator.proto
+  sigil/v1/common.proto sigil/v1/policy.proto sigil/v1/node.proto sigil/v1/coordinator.proto
 echo "generated $(find gen -name '*.py' | wc -l) modules in $here/gen"
