@@ -489,34 +489,14 @@ fn authorize_drill(
     threshold: u16,
     officers: &[String],
 ) -> Result<pb::SignedOperation, DrillError> {
-    let not_after = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + 600;
-    let op = sigil_policy::KeyOperation {
-        operation: sigil_policy::OperationKind::Drill,
-        key_id: key.key_id.clone(),
-        from_epoch: key.epoch,
-        new_participants: signers.to_vec(),
-        new_threshold: threshold,
-        not_after,
-        nonce: hex::encode(rand::random::<[u8; 16]>()),
-    };
-    let document = op.to_document_bytes();
-    let signatures = officers
-        .iter()
-        .map(|officer| {
-            let client = ClientContext::load(data_dir, officer)?;
-            crate::intent::Signer::from_tls(&client.tls)
-                .and_then(|s| s.sign_operation(&document))
-                .map_err(|e| DrillError::Authorization(format!("as {officer}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(pb::SignedOperation {
-        document,
-        signatures,
-    })
+    let op = crate::intent::key_operation(
+        sigil_policy::OperationKind::Drill,
+        key,
+        signers.to_vec(),
+        threshold,
+    );
+    crate::intent::sign_key_operation(data_dir, &op, officers)
+        .map_err(|e| DrillError::Authorization(e.to_string()))
 }
 
 /// A running drill node and its temporary directory.

@@ -162,3 +162,73 @@ pub fn raw_payload(scheme: Scheme, message: &[u8], encoding: Encoding) -> pb::pa
         }),
     }
 }
+
+/// How long an officer authorization written by the CLI stays valid.
+pub const OPERATION_TTL: Duration = Duration::from_secs(600);
+
+/// A key operation of `kind` on `key` at its current epoch, for the new
+/// `participants` and `threshold`, valid for [`OPERATION_TTL`], with a fresh nonce.
+pub fn key_operation(
+    kind: sigil_policy::OperationKind,
+    key: &pb::KeyInfo,
+    participants: Vec<u16>,
+    threshold: u16,
+) -> sigil_policy::KeyOperation {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    sigil_policy::KeyOperation {
+        operation: kind,
+        key_id: key.key_id.clone(),
+        from_epoch: key.epoch,
+        new_participants: participants,
+        new_threshold: threshold,
+        not_after: now + OPERATION_TTL.as_secs(),
+        nonce: hex::encode(rand::random::<[u8; 16]>()),
+    }
+}
+
+/// Why the officers' signatures could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizationError {
+    #[error("officer identity {officer}: {source}")]
+    Identity {
+        officer: String,
+        source: crate::local::LocalError,
+    },
+    #[error("signing as {officer}: {source}")]
+    Sign { officer: String, source: TlsError },
+}
+
+/// `op`'s document signed by each of `officers` (client identities in `data_dir`).
+pub fn sign_key_operation(
+    data_dir: &std::path::Path,
+    op: &sigil_policy::KeyOperation,
+    officers: &[impl AsRef<str>],
+) -> Result<pb::SignedOperation, AuthorizationError> {
+    let document = op.to_document_bytes();
+    let signatures = officers
+        .iter()
+        .map(|officer| {
+            let officer = officer.as_ref();
+            let client =
+                crate::connect::ClientContext::load(data_dir, officer).map_err(|source| {
+                    AuthorizationError::Identity {
+                        officer: officer.to_owned(),
+                        source,
+                    }
+                })?;
+            Signer::from_tls(&client.tls)
+                .and_then(|s| s.sign_operation(&document))
+                .map_err(|source| AuthorizationError::Sign {
+                    officer: officer.to_owned(),
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(pb::SignedOperation {
+        document,
+        signatures,
+    })
+}

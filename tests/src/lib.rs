@@ -112,6 +112,24 @@ impl TestCluster {
         )?)
     }
 
+    /// The dev `officers`' authorization of a key operation of `kind` on
+    /// `key` at its current epoch, for `nodes` and `threshold`.
+    pub fn authorization(
+        &self,
+        kind: sigil_policy::OperationKind,
+        key: &sigil_proto::v1::KeyInfo,
+        nodes: &[u16],
+        threshold: u16,
+        officers: &[&str],
+    ) -> Result<sigil_proto::v1::SignedOperation> {
+        let op = sigil_cli::intent::key_operation(kind, key, nodes.to_vec(), threshold);
+        Ok(sigil_cli::intent::sign_key_operation(
+            self.dir.path(),
+            &op,
+            officers,
+        )?)
+    }
+
     /// A sign request for an opaque message (FROST: raw; ECDSA: hashed with
     /// `encoding`, or a digest with `Raw`) with an intent signed by the dev
     /// client `signer`.

@@ -300,30 +300,17 @@ async fn a_refresh_gives_fresh_pairwise_state_and_lifts_the_ban() -> Result<()> 
     node_1_refuses_node_2(&tc, &rogue, &key).await?;
 
     // The redistribution itself is not refused: it is how the ban ends.
-    let op = sigil_policy::KeyOperation {
-        operation: sigil_policy::OperationKind::Refresh,
-        key_id: key.key_id.clone(),
-        from_epoch: key.epoch,
-        new_participants: vec![1, 2, 3],
-        new_threshold: 2,
-        not_after: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            + 600,
-        nonce: "lift".into(),
-    };
-    let document = op.to_document_bytes();
-    let signatures = ["officer-1", "officer-2"]
-        .iter()
-        .map(|o| Ok(tc.signer(o)?.sign_operation(&document)?))
-        .collect::<Result<Vec<_>>>()?;
+    let authorization = tc.authorization(
+        sigil_policy::OperationKind::Refresh,
+        &key,
+        &[1, 2, 3],
+        2,
+        &["officer-1", "officer-2"],
+    )?;
     let refreshed = KeyAdminClient::new(tc.coordinator_as("operator")?)
         .refresh_key(pb::RefreshKeyRequest {
             key_id: key.key_id.clone(),
-            authorization: Some(pb::SignedOperation {
-                document,
-                signatures,
-            }),
+            authorization: Some(authorization),
         })
         .await?
         .into_inner()

@@ -65,27 +65,7 @@ fn authorization(
     threshold: u16,
     officers: &[&str],
 ) -> Result<pb::SignedOperation> {
-    let op = sigil_policy::KeyOperation {
-        operation: kind,
-        key_id: key.key_id.clone(),
-        from_epoch: key.epoch,
-        new_participants: nodes.to_vec(),
-        new_threshold: threshold,
-        not_after: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            + 600,
-        nonce: uuid::Uuid::new_v4().to_string(),
-    };
-    let document = op.to_document_bytes();
-    let signatures = officers
-        .iter()
-        .map(|o| Ok(tc.signer(o)?.sign_operation(&document)?))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(pb::SignedOperation {
-        document,
-        signatures,
-    })
+    tc.authorization(kind, key, nodes, threshold, officers)
 }
 
 async fn refresh(

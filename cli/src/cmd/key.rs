@@ -341,25 +341,14 @@ fn operation(
     nodes: Vec<u32>,
     threshold: u32,
 ) -> Result<sigil_policy::KeyOperation> {
-    let ids = |v: &[u32]| -> Result<Vec<u16>> {
-        v.iter()
-            .map(|&n| u16::try_from(n).with_context(|| format!("node id {n} out of range")))
-            .collect()
-    };
-    let not_after = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + 600;
-    Ok(sigil_policy::KeyOperation {
-        operation: kind,
-        key_id: key.key_id.clone(),
-        from_epoch: key.epoch,
-        new_participants: ids(&nodes)?,
-        new_threshold: u16::try_from(threshold).context("threshold out of range")?,
-        not_after,
-        nonce: hex::encode(rand::random::<[u8; 16]>()),
-    })
+    let nodes = nodes
+        .iter()
+        .map(|&n| u16::try_from(n).with_context(|| format!("node id {n} out of range")))
+        .collect::<Result<Vec<_>>>()?;
+    let threshold = u16::try_from(threshold).context("threshold out of range")?;
+    Ok(sigil_cli::intent::key_operation(
+        kind, key, nodes, threshold,
+    ))
 }
 
 /// The document signed by each of `officers` (identities in the data directory).
@@ -368,21 +357,11 @@ fn authorize(
     op: &sigil_policy::KeyOperation,
     officers: &[String],
 ) -> Result<pb::SignedOperation> {
-    let document = op.to_document_bytes();
-    let signatures = officers
-        .iter()
-        .map(|officer| {
-            let client = ctx.identity(officer)?;
-            let signer = sigil_cli::intent::Signer::from_tls(&client.tls)?;
-            signer
-                .sign_operation(&document)
-                .with_context(|| format!("signing as {officer}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(pb::SignedOperation {
-        document,
-        signatures,
-    })
+    Ok(sigil_cli::intent::sign_key_operation(
+        ctx.data_dir(),
+        op,
+        officers,
+    )?)
 }
 
 /// A line on stderr for people while a long step runs (not with `--json`).

@@ -110,6 +110,13 @@ impl Roster {
             .and_then(|i| self.nodes.get(i).copied())
     }
 
+    /// The node at a party index this session produced itself (an index
+    /// outside the roster is a bug here, not a peer's fault).
+    pub(crate) fn node_at(&self, index: PartyIndex) -> Result<NodeId, ProtocolError> {
+        self.node(index)
+            .ok_or_else(|| internal(format!("no participant with party index {index}")))
+    }
+
     /// Everyone except `me`.
     pub(crate) fn others(&self, me: NodeId) -> BTreeSet<NodeId> {
         self.nodes.iter().copied().filter(|n| *n != me).collect()

@@ -198,9 +198,7 @@ impl Dkg {
     }
 
     fn node_of(&self, index: PartyIndex) -> Result<NodeId, ProtocolError> {
-        self.roster
-            .node(index)
-            .ok_or_else(|| internal(format!("no participant with party index {index}")))
+        self.roster.node_at(index)
     }
 
     /// Digest of one round's broadcasts (ours included), sorted by sender.

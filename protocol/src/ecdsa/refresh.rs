@@ -78,7 +78,7 @@ use super::keys::{
     EcdsaKeyShare, EcdsaPublicKeyPackage, PUBLIC_KEY_LEN, check_share_polynomial, check_threshold,
     parse_public_key,
 };
-use crate::rounds::{Expect, check_echoes, parse, sort_inbound};
+use crate::rounds::{Expect, Sorted, check_echoes, parse, sort_inbound};
 use crate::{Message, NodeId, Protocol, ProtocolError, Recipient, Scheme, SessionId, Transition};
 
 /// Domain of the refresh context digest.
@@ -196,6 +196,10 @@ impl Drop for Secrets {
         }
     }
 }
+
+/// One middle round as received: the sorted messages, the decoded
+/// broadcasts, and the digest of this round's broadcasts for the next echo.
+type Received<B> = (Sorted, BTreeMap<NodeId, B>, [u8; 32]);
 
 /// Public state between rounds.
 #[derive(Default)]
@@ -486,9 +490,7 @@ impl Refresh {
     }
 
     fn node_of(&self, index: PartyIndex) -> Result<NodeId, ProtocolError> {
-        self.roster
-            .node(index)
-            .ok_or_else(|| internal(format!("no participant with party index {index}")))
+        self.roster.node_at(index)
     }
 
     /// Digest of one round's broadcasts (ours included), sorted by sender.
@@ -504,6 +506,46 @@ impl Refresh {
         receiver: PartyIndex,
     ) -> Result<(), ProtocolError> {
         common::check_parties(&self.roster, self.index, from, sender, Some(receiver))
+    }
+
+    /// One middle round in: its messages sorted strictly, its broadcasts
+    /// decoded, their echoes of the previous round checked against ours
+    /// (before anything else of the round is used), and the digest of this
+    /// round's broadcasts (ours included) that the next round echoes.
+    fn receive<B: serde::de::DeserializeOwned>(
+        &self,
+        round: u16,
+        what: &str,
+        transcript: &Transcript,
+        inbound: Vec<Message>,
+        echo: impl Fn(&B) -> &[u8],
+    ) -> Result<Received<B>, ProtocolError> {
+        let others = self.roster.others(self.me);
+        let sorted = sort_inbound(
+            self.session,
+            round,
+            Some(self.me),
+            &others,
+            Self::expect_both(),
+            inbound,
+        )?;
+        let mut broadcasts = BTreeMap::new();
+        for (&from, bytes) in &sorted.broadcast {
+            let broadcast: B = parse(from, what, decode(bytes))?;
+            broadcasts.insert(from, broadcast);
+        }
+        check_echoes(
+            broadcasts.iter().map(|(n, b)| (*n, echo(b))),
+            &transcript.digest,
+        )?;
+        let mut seen: BTreeMap<NodeId, &[u8]> = sorted
+            .broadcast
+            .iter()
+            .map(|(n, b)| (*n, b.as_slice()))
+            .collect();
+        seen.insert(self.me, &transcript.own_broadcast);
+        let digest = self.echo_digest(round, &seen);
+        Ok((sorted, broadcasts, digest))
     }
 
     fn expect_both() -> Expect {
@@ -652,33 +694,14 @@ impl Refresh {
         mut run: Box<Running>,
         inbound: Vec<Message>,
     ) -> Result<Transition<EcdsaRefreshOutput>, ProtocolError> {
-        let others = self.roster.others(self.me);
-        let sorted = sort_inbound(
-            self.session,
-            2,
-            Some(self.me),
-            &others,
-            Self::expect_both(),
-            inbound,
-        )?;
-        let mut broadcasts = BTreeMap::new();
-        for (&from, bytes) in &sorted.broadcast {
-            let broadcast: Round2Broadcast =
-                parse(from, "refresh round-2 broadcast", decode(bytes))?;
-            broadcasts.insert(from, broadcast);
-        }
         // Nothing of round 2 is used unless everyone saw the same round 1.
-        check_echoes(
-            broadcasts.iter().map(|(n, b)| (*n, b.echo.as_slice())),
-            &run.transcript.digest,
+        let (sorted, broadcasts, digest) = self.receive::<Round2Broadcast>(
+            2,
+            "refresh round-2 broadcast",
+            &run.transcript,
+            inbound,
+            |b| &b.echo,
         )?;
-        let mut seen: BTreeMap<NodeId, &[u8]> = sorted
-            .broadcast
-            .iter()
-            .map(|(n, b)| (*n, b.as_slice()))
-            .collect();
-        seen.insert(self.me, &run.transcript.own_broadcast);
-        let digest = self.echo_digest(2, &seen);
 
         let mut zero_commitments = Vec::with_capacity(sorted.direct.len());
         for (&from, bytes) in &sorted.direct {
@@ -747,33 +770,14 @@ impl Refresh {
         run: Box<Running>,
         inbound: Vec<Message>,
     ) -> Result<Transition<EcdsaRefreshOutput>, ProtocolError> {
-        let others = self.roster.others(self.me);
-        let sorted = sort_inbound(
-            self.session,
-            3,
-            Some(self.me),
-            &others,
-            Self::expect_both(),
-            inbound,
-        )?;
-        let mut broadcasts = BTreeMap::new();
-        for (&from, bytes) in &sorted.broadcast {
-            let broadcast: Round3Broadcast =
-                parse(from, "refresh round-3 broadcast", decode(bytes))?;
-            broadcasts.insert(from, broadcast);
-        }
         // No proof or opening is used unless everyone saw the same round 2.
-        check_echoes(
-            broadcasts.iter().map(|(n, b)| (*n, b.echo.as_slice())),
-            &run.transcript.digest,
+        let (sorted, broadcasts, round3_digest) = self.receive::<Round3Broadcast>(
+            3,
+            "refresh round-3 broadcast",
+            &run.transcript,
+            inbound,
+            |b| &b.echo,
         )?;
-        let mut seen: BTreeMap<NodeId, &[u8]> = sorted
-            .broadcast
-            .iter()
-            .map(|(n, b)| (*n, b.as_slice()))
-            .collect();
-        seen.insert(self.me, &run.transcript.own_broadcast);
-        let round3_digest = self.echo_digest(3, &seen);
 
         let mut zero_openings = Vec::with_capacity(sorted.direct.len());
         let mut multiplication = Vec::with_capacity(sorted.direct.len());
