@@ -37,6 +37,9 @@ pub enum ChainError {
     /// huge chain id).
     #[error("arithmetic overflow: {0}")]
     Overflow(&'static str),
+    /// An unsigned transaction that does not decode.
+    #[error("invalid transaction: {0}")]
+    InvalidTransaction(String),
     /// An encoder refused its input (should not happen for validated input).
     #[error("encoding failed: {0}")]
     Encoding(String),

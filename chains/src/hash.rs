@@ -2,9 +2,10 @@
 //! message into the 32-byte digest that ECDSA signs.
 //!
 //! ECDSA signs a fixed-size digest, and which hash a chain expects is part
-//! of the chain's rules: Ethereum and TRON sign Keccak-256 digests (the
-//! original Keccak padding, *not* NIST SHA3-256), Bitcoin signs (double)
-//! SHA-256 sighashes. A client that has already computed the chain's digest
+//! of the chain's rules: Ethereum signs Keccak-256 digests (the original
+//! Keccak padding, *not* NIST SHA3-256), TRON signs SHA-256 of a
+//! transaction's `raw_data` (its addresses use Keccak-256), Bitcoin signs
+//! (double) SHA-256 sighashes. A client that has already computed the chain's digest
 //! (an EIP-1559 signing hash, a BIP-143 sighash) asks for
 //! [`MessageHash::Raw32`] and Sigil signs those 32 bytes as they are.
 
@@ -36,7 +37,7 @@ pub enum MessageHash {
     /// The message already is the 32-byte digest (e.g. an EIP-1559 signing
     /// hash or a Bitcoin sighash computed by the client); signed as is.
     Raw32,
-    /// Keccak-256 of the message (Ethereum, TRON).
+    /// Keccak-256 of the message (Ethereum; TRON messages signed the TIP-191 way).
     Keccak256,
     /// SHA-256 of the message.
     Sha256,

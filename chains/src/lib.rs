@@ -13,12 +13,24 @@
 //! - [`ethereum`]: addresses (EIP-55 checksums), address parsing, EIP-191
 //!   personal messages, `v` / y-parity, and [`RecoverableSignature`], which
 //!   low-S-normalizes a threshold signature and finds its recovery id.
+//! - [`evm`]: any unsigned EVM transaction Sigil signs (legacy EIP-155,
+//!   EIP-2930, EIP-1559) with its threshold signature, as a raw signed
+//!   transaction and its hash.
 //! - [`eip1559`]: EIP-1559 (EIP-2718 type `0x02`) transactions: the signing
 //!   hash and the signed raw encoding (alloy-consensus), wei amounts.
-//! - [`tron`]: TRON addresses (Base58Check of `0x41` ‖ the Ethereum hash).
+//! - [`eip712`]: EIP-712 typed data (`eth_signTypedData_v4` JSON, alloy-dyn-abi):
+//!   strict parsing, the signing preimage and hash, token approvals (EIP-2612,
+//!   DAI, Permit2) read from the message.
+//! - [`tron`]: TRON addresses (Base58Check of `0x41` ‖ the Ethereum hash)
+//!   and transactions: `raw_data` decoded exactly (TRON's own protobuf
+//!   definitions), the SHA-256 signing hash, 65-byte signatures, the signed
+//!   transaction and its broadcast JSON.
 //! - [`bitcoin`](mod@bitcoin): P2WPKH (`bc1q…`) addresses of ECDSA keys and
 //!   P2TR (`bc1p…`) addresses of Taproot keys, one [`BitcoinNetwork`].
-//! - [`solana`]: Solana addresses of Ed25519 keys.
+//! - [`solana`]: Solana addresses of Ed25519 keys, and legacy / v0
+//!   transaction messages: exact decoding (lookup tables resolved, System,
+//!   ComputeBudget, SPL Token and Token-2022 transfers read), the signer
+//!   check, the signed wire transaction.
 //! - [`key`]: SEC1 public-key parsing shared by the secp256k1 encodings.
 //!
 //! Everything here is pure: no I/O, no async runtime, no global state.
@@ -28,8 +40,10 @@
 pub mod addresses;
 pub mod bitcoin;
 pub mod eip1559;
+pub mod eip712;
 mod error;
 pub mod ethereum;
+pub mod evm;
 pub mod hash;
 pub mod key;
 pub mod solana;

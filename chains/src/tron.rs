@@ -1,14 +1,41 @@
-//! TRON addresses.
+//! TRON addresses and transactions.
 //!
 //! A TRON account is derived exactly like an Ethereum one — the last 20
 //! bytes of Keccak-256 of the uncompressed public key's `x ‖ y` — prefixed
 //! with the network byte `0x41` (the "hex" form `41…`) and shown as
 //! Base58Check: Base58 (Bitcoin alphabet) of the 21 bytes followed by the
 //! first 4 bytes of their double SHA-256 (`bs58`'s `check` encoding).
-//! Mainnet addresses start with `T`.
+//! Mainnet addresses start with `T` (so do Nile's and Shasta's: every TRON
+//! network uses the `0x41` prefix).
+//!
+//! Transactions are protobuf messages of TRON's own definitions
+//! ([`proto`], generated from the `.proto` files of
+//! github.com/tronprotocol/protocol):
+//!
+//! - [`transaction`]: [`decode_raw_data`] reads an unsigned
+//!   `Transaction.raw` exactly (TRX transfers, TRC-20 transfers, other
+//!   contract calls; everything else refused), [`check_owner`] and
+//!   [`check_expiration`] check it against a key and a time.
+//! - [`signing`]: the digest ([`signing_hash`], SHA-256 of `raw_data`, also
+//!   the transaction id), the 65-byte signature ([`tron_signature`],
+//!   `v = 27 + recovery id`, low-S), the signed transaction and its
+//!   broadcast JSON ([`signed_transaction`]), and [`recover_address`].
 
 use crate::ChainError;
 use crate::ethereum::ethereum_address_bytes;
+
+pub mod proto;
+pub mod signing;
+pub mod transaction;
+
+pub use signing::{
+    SignedTronTransaction, recover_address, signed_transaction, signing_hash, transaction_id,
+    tron_signature, tron_signature_for_key,
+};
+pub use transaction::{
+    TRC20_TRANSFER_SELECTOR, TronAddress, TronContract, TronError, TronTransaction,
+    check_expiration, check_owner, decode_raw_data,
+};
 
 /// The network byte that prefixes every TRON address.
 pub const TRON_ADDRESS_PREFIX: u8 = 0x41;

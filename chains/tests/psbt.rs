@@ -1,6 +1,7 @@
 //! PSBT decoding, analysis and finalization (`sigil_chains::bitcoin::psbt`)
-//! against BIP-341, BIP-143 and BIP-174 vectors, a real mainnet
-//! transaction, and end-to-end signing with k256.
+//! against BIP-341, BIP-143, BIP-174 and BIP-370 (PSBT version 2) vectors, a
+//! real mainnet transaction, and end-to-end signing with k256, in PSBT
+//! versions 0 and 2.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use k256::elliptic_curve::sec1::ToEncodedPoint as _;
 use sha2::Digest as _;
 use sigil_chains::bitcoin::psbt::{
     Network, Psbt, PsbtError, SighashKind, SigningKey, analyze, decode_psbt, finalize,
-    input_sighash,
+    input_sighash, psbt_signature, to_base64,
 };
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -318,9 +319,12 @@ fn mainnet_transaction_decoded_and_resigned() {
     let (psbt, sigs) = mainnet_psbt();
     // Through the decoder, as binary and as base64.
     let binary = psbt.serialize();
-    assert_eq!(decode_psbt(&binary).expect("binary"), psbt);
+    assert_eq!(decode_psbt(&binary).expect("binary").into_psbt(), psbt);
     let text = format!("  {psbt}\n");
-    assert_eq!(decode_psbt(text.as_bytes()).expect("base64"), psbt);
+    assert_eq!(
+        decode_psbt(text.as_bytes()).expect("base64").into_psbt(),
+        psbt
+    );
 
     let key = p2wpkh_key(MAINNET_KEY, None);
     let s = analyze(&psbt, &key, Network::Bitcoin).expect("ours");
@@ -619,17 +623,14 @@ fn malformed_input_refused() {
     for bad in [&b"cHNidP8!!!"[..], b"", b"   ", b"aGVsbG8="] {
         assert!(matches!(decode_psbt(bad), Err(PsbtError::Malformed { .. })));
     }
-    // PSBT v2 (BIP-370): global map with TX_VERSION, INPUT_COUNT,
-    // OUTPUT_COUNT and PSBT_GLOBAL_VERSION = 2.
+    // PSBT v2 (BIP-370) announcing one input and one output but carrying
+    // neither map: truncated.
     let v2 = unhex(
         "70736274ff010204020000000104010101050101 01fb0402000000 00"
             .replace(' ', "")
             .as_str(),
     );
-    assert!(matches!(
-        decode_psbt(&v2),
-        Err(PsbtError::UnsupportedVersion { .. })
-    ));
+    assert!(matches!(decode_psbt(&v2), Err(PsbtError::Malformed { .. })));
 }
 
 // ---------------------------------------------------------------------------
@@ -995,4 +996,910 @@ fn p2wpkh_bip32_end_to_end() {
     let s = analyze(&hardened_out, &key, Network::Bitcoin).expect("ours");
     assert!(s.change.is_empty());
     assert_eq!(s.total_out_to_others, 119_500);
+}
+
+// ---------------------------------------------------------------------------
+// PSBT version 2 (BIP-370)
+// ---------------------------------------------------------------------------
+
+/// BIP-370's test vectors (invalid PSBTs, valid PSBTs, lock time
+/// determination), extracted verbatim from bip-0370.mediawiki; the file
+/// names the commit.
+const BIP370: &str = include_str!("vectors/bip370_psbt_v2.json");
+
+fn bip370(section: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(BIP370).expect("vector JSON");
+    v[section].as_array().expect("section").clone()
+}
+
+fn field<'a>(case: &'a serde_json::Value, name: &str) -> &'a str {
+    case[name].as_str().expect("vector field")
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use bitcoin::base64::Engine as _;
+    bitcoin::base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
+}
+
+/// The version-2 form of a version-0 PSBT, built with rust-psbt's types (the
+/// other direction from the module's): every field carried, the lock time as
+/// PSBT_GLOBAL_FALLBACK_LOCKTIME, every sequence as PSBT_IN_SEQUENCE.
+fn to_v2(psbt: &Psbt) -> psbt_v2::v2::Psbt {
+    use psbt_v2::v2;
+    let proprietary = |m: &BTreeMap<bitcoin::psbt::raw::ProprietaryKey, Vec<u8>>| {
+        m.iter()
+            .map(|(k, v)| {
+                (
+                    psbt_v2::raw::ProprietaryKey {
+                        prefix: k.prefix.clone(),
+                        subtype: k.subtype,
+                        key: k.key.clone(),
+                    },
+                    v.clone(),
+                )
+            })
+            .collect()
+    };
+    let unknown = |m: &BTreeMap<bitcoin::psbt::raw::Key, Vec<u8>>| {
+        m.iter()
+            .map(|(k, v)| {
+                (
+                    psbt_v2::raw::Key {
+                        type_value: k.type_value,
+                        key: k.key.clone(),
+                    },
+                    v.clone(),
+                )
+            })
+            .collect()
+    };
+    let derivations = |m: &BTreeMap<secp256k1::PublicKey, bitcoin::bip32::KeySource>| {
+        m.iter()
+            .map(|(k, v)| (bitcoin::PublicKey::new(*k), v.clone()))
+            .collect()
+    };
+    let global = v2::Global {
+        tx_version: psbt.unsigned_tx.version,
+        fallback_lock_time: Some(psbt.unsigned_tx.lock_time),
+        input_count: psbt.inputs.len(),
+        output_count: psbt.outputs.len(),
+        xpubs: psbt.xpub.clone(),
+        proprietaries: proprietary(&psbt.proprietary),
+        unknowns: unknown(&psbt.unknown),
+        ..Default::default()
+    };
+    let inputs = psbt
+        .unsigned_tx
+        .input
+        .iter()
+        .zip(&psbt.inputs)
+        .map(|(txin, i)| {
+            let mut input = v2::Input::new(&txin.previous_output);
+            input.sequence = Some(txin.sequence);
+            input.non_witness_utxo = i.non_witness_utxo.clone();
+            input.witness_utxo = i.witness_utxo.clone();
+            input.partial_sigs = i.partial_sigs.clone();
+            input.sighash_type = i
+                .sighash_type
+                .map(|t| psbt_v2::PsbtSighashType::from_u32(t.to_u32()));
+            input.redeem_script = i.redeem_script.clone();
+            input.witness_script = i.witness_script.clone();
+            input.bip32_derivations = derivations(&i.bip32_derivation);
+            input.final_script_sig = i.final_script_sig.clone();
+            input.final_script_witness = i.final_script_witness.clone();
+            input.ripemd160_preimages = i.ripemd160_preimages.clone();
+            input.sha256_preimages = i.sha256_preimages.clone();
+            input.hash160_preimages = i.hash160_preimages.clone();
+            input.hash256_preimages = i.hash256_preimages.clone();
+            input.tap_key_sig = i.tap_key_sig;
+            input.tap_script_sigs = i.tap_script_sigs.clone();
+            input.tap_scripts = i.tap_scripts.clone();
+            input.tap_key_origins = i.tap_key_origins.clone();
+            input.tap_internal_key = i.tap_internal_key;
+            input.tap_merkle_root = i.tap_merkle_root;
+            input.proprietaries = proprietary(&i.proprietary);
+            input.unknowns = unknown(&i.unknown);
+            input
+        })
+        .collect();
+    let outputs = psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .zip(&psbt.outputs)
+        .map(|(txout, o)| {
+            let mut output = v2::Output::new(txout.clone());
+            output.redeem_script = o.redeem_script.clone();
+            output.witness_script = o.witness_script.clone();
+            output.bip32_derivations = derivations(&o.bip32_derivation);
+            output.tap_internal_key = o.tap_internal_key;
+            output.tap_tree = o.tap_tree.clone();
+            output.tap_key_origins = o.tap_key_origins.clone();
+            output.proprietaries = proprietary(&o.proprietary);
+            output.unknowns = unknown(&o.unknown);
+            output
+        })
+        .collect();
+    v2::Psbt {
+        global,
+        inputs,
+        outputs,
+    }
+}
+
+/// The signed transaction of a finalized version-2 PSBT, built from its
+/// fields here (rust-psbt's Extractor wants a PSBT_IN_FINAL_SCRIPTSIG on
+/// segwit inputs too, which BIP-174's finalizer does not write).
+fn tx_of_v2(psbt: &psbt_v2::v2::Psbt) -> Transaction {
+    Transaction {
+        version: psbt.global.tx_version,
+        lock_time: psbt.determine_lock_time().expect("lock time"),
+        input: psbt
+            .inputs
+            .iter()
+            .map(|i| TxIn {
+                previous_output: OutPoint {
+                    txid: i.previous_txid,
+                    vout: i.spent_output_index,
+                },
+                script_sig: i.final_script_sig.clone().unwrap_or_default(),
+                sequence: i.sequence.unwrap_or(Sequence::MAX),
+                witness: i.final_script_witness.clone().expect("finalized"),
+            })
+            .collect(),
+        output: psbt
+            .outputs
+            .iter()
+            .map(|o| out(o.amount.to_sat(), o.script_pubkey.clone()))
+            .collect(),
+    }
+}
+
+#[test]
+fn bip370_invalid_vectors_are_refused_as_malformed_for_their_reason() {
+    let cases = bip370("invalid");
+    // What each refusal names, in the BIP's order.
+    let reasons = [
+        // PSBTv0 with PSBT_GLOBAL_VERSION 2: read as version 2, no counts.
+        "PSBT_GLOBAL_INPUT_COUNT",
+        "PSBT_GLOBAL_TX_VERSION",
+        "PSBT_GLOBAL_FALLBACK_LOCKTIME",
+        "PSBT_GLOBAL_INPUT_COUNT",
+        "PSBT_GLOBAL_OUTPUT_COUNT",
+        "PSBT_GLOBAL_TX_MODIFIABLE",
+        "PSBT_IN_PREVIOUS_TXID",
+        "PSBT_IN_OUTPUT_INDEX",
+        "PSBT_IN_SEQUENCE",
+        "PSBT_IN_REQUIRED_TIME_LOCKTIME",
+        "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME",
+        "PSBT_OUT_AMOUNT",
+        "PSBT_OUT_SCRIPT",
+        "PSBT_GLOBAL_UNSIGNED_TX",
+        "PSBT_GLOBAL_INPUT_COUNT",
+        "PSBT_GLOBAL_OUTPUT_COUNT",
+        "missing the transaction version",
+        "previous txid",
+        "spent output index",
+        "missing a value",
+        "missing a script pubkey",
+        "499999999",
+        "lock-by-blockheight",
+        "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME of 0",
+    ];
+    assert_eq!(cases.len(), reasons.len());
+    for (case, needle) in cases.iter().zip(reasons) {
+        let name = field(case, "case");
+        let err = decode_psbt(&unhex(field(case, "hex"))).expect_err(name);
+        assert!(
+            matches!(&err, PsbtError::Malformed { reason } if reason.contains(needle)),
+            "{name}: {err:?} lacks {needle:?}"
+        );
+        assert_eq!(
+            decode_psbt(field(case, "base64").as_bytes()).expect_err(name),
+            err,
+            "{name} (base64)"
+        );
+    }
+}
+
+#[test]
+fn bip370_valid_vectors_decode_into_their_exact_version_0_view() {
+    let cases = bip370("valid");
+    assert_eq!(cases.len(), 14);
+    let spent = OutPoint {
+        txid: Txid::from_byte_array(
+            unhex("0b0ad921419c1c8719735d72dc739f9ea9e0638d1fe4c1eef0f9944084815fc8")
+                .try_into()
+                .expect("32 bytes"),
+        ),
+        vout: 0,
+    };
+    for case in &cases {
+        let name = field(case, "case");
+        let bytes = unhex(field(case, "hex"));
+        let decoded = decode_psbt(&bytes).expect(name);
+        assert_eq!(decoded.version(), 2, "{name}");
+        let maps = psbt_v2::v2::Psbt::deserialize(&bytes).expect(name);
+
+        // The unsigned transaction, from the BIP-370 fields.
+        let tx = &decoded.unsigned_tx;
+        assert_eq!(tx.version, bitcoin::transaction::Version::TWO, "{name}");
+        assert_eq!(tx.input.len(), 1, "{name}");
+        assert_eq!(tx.input[0].previous_output, spent, "{name}");
+        let sequence = if name.contains("PSBT_IN_SEQUENCE") || name.contains("all PSBTv2 fields") {
+            Sequence(0xffff_fffe)
+        } else {
+            Sequence::MAX
+        };
+        assert_eq!(tx.input[0].sequence, sequence, "{name}");
+        // Both required lock times on the one input: the height wins.
+        let lock_time = if name.contains("all locktime fields") || name.contains("all PSBTv2") {
+            10_000
+        } else {
+            0
+        };
+        assert_eq!(tx.lock_time.to_consensus_u32(), lock_time, "{name}");
+        assert_eq!(
+            tx.output
+                .iter()
+                .map(|o| (o.value.to_sat(), o.script_pubkey.to_hex_string()))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    800_000_000,
+                    "0014c430f64c4756da310dbd1a085572ef299926272c".to_owned()
+                ),
+                (
+                    199_998_859,
+                    "00144dd193ac964a56ac1b9e1cca8454fe2f474f8513".to_owned()
+                ),
+            ],
+            "{name}"
+        );
+        assert!(
+            tx.input
+                .iter()
+                .all(|i| i.script_sig.is_empty() && i.witness.is_empty())
+        );
+        assert_eq!(decoded.version, 0, "the view is a version-0 PSBT");
+
+        // The maps' fields, as rust-psbt reads them.
+        let (input, output) = (&decoded.inputs[0], &decoded.outputs);
+        assert_eq!(input.witness_utxo, maps.inputs[0].witness_utxo, "{name}");
+        assert_eq!(
+            input.non_witness_utxo, maps.inputs[0].non_witness_utxo,
+            "{name}"
+        );
+        assert_eq!(
+            input.bip32_derivation.iter().collect::<Vec<_>>(),
+            maps.inputs[0]
+                .bip32_derivations
+                .iter()
+                .map(|(k, v)| (&k.inner, v))
+                .collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (o, m) in output.iter().zip(&maps.outputs) {
+            assert_eq!(
+                o.bip32_derivation.iter().collect::<Vec<_>>(),
+                m.bip32_derivations
+                    .iter()
+                    .map(|(k, v)| (&k.inner, v))
+                    .collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
+        if name.contains("required fields only") {
+            assert!(input.witness_utxo.is_none() && input.bip32_derivation.is_empty());
+        } else {
+            assert_eq!(
+                input.witness_utxo.as_ref().map(|u| u.value.to_sat()),
+                Some(999_999_000),
+                "{name}"
+            );
+            assert_eq!(output[1].bip32_derivation.len(), 1, "{name}");
+        }
+
+        // Base64 gives the same; the PSBT serializes back as version 2.
+        assert_eq!(
+            decode_psbt(field(case, "base64").as_bytes()).as_ref(),
+            Ok(&decoded),
+            "{name}"
+        );
+        let again = decode_psbt(&decoded.serialize()).expect(name);
+        assert_eq!(again, decoded, "{name}");
+        assert_eq!(
+            decode_psbt(to_base64(&decoded).as_bytes()).as_ref(),
+            Ok(&decoded),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bip370_lock_time_vectors_give_the_lock_time_the_bip_computes() {
+    let cases = bip370("lock_time");
+    assert_eq!(cases.len(), 10);
+    for case in &cases {
+        let name = field(case, "case");
+        let bytes = unhex(field(case, "hex"));
+        match case["lock_time"].as_u64() {
+            Some(expected) => {
+                let decoded = decode_psbt(&bytes).expect(name);
+                assert_eq!(
+                    u64::from(decoded.unsigned_tx.lock_time.to_consensus_u32()),
+                    expected,
+                    "{name}"
+                );
+            }
+            None => assert!(
+                matches!(decode_psbt(&bytes), Err(PsbtError::Malformed { reason }) if reason.contains("lock time")),
+                "{name}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_version_2_psbt_decodes_into_the_version_0_psbt_it_was_built_from() {
+    let mut cases = vec![mainnet_psbt().0, psbt_of(tx(BIP143_TX))];
+    let mut bip341 = bip341().psbt;
+    bip341.inputs[3].sighash_type = Some(PsbtSighashType::from_u32(1));
+    bip341.inputs[6].sighash_type = Some(PsbtSighashType::from_u32(0x83));
+    cases.push(bip341);
+    for vector in [BIP174_VALID_1, BIP371_KEY_PATH, BIP371_SCRIPT_PATH] {
+        cases.push(decode_psbt(&unhex(vector)).expect("vector").into_psbt());
+    }
+    // Global, input and output fields of every kind the maps convert.
+    let mut extra = mainnet_psbt().0;
+    let xpub: Xpub = "tpubD6NzVbkrYhZ4XgiXtGrdW5XDAPFCL9h7we1vwNCpn8tGbBcgfVYjXyhWo4E1xkh56hjod1RhGjxbaTLV3X4FyWuejifB9jusQ46QzG87VKp"
+        .parse()
+        .expect("tpub");
+    extra.xpub.insert(
+        xpub,
+        (
+            Fingerprint::from([1, 2, 3, 4]),
+            "m/1/2".parse().expect("path"),
+        ),
+    );
+    let proprietary = bitcoin::psbt::raw::ProprietaryKey {
+        prefix: b"sigil".to_vec(),
+        subtype: 7,
+        key: vec![1, 2],
+    };
+    let unknown = bitcoin::psbt::raw::Key {
+        type_value: 0xf0,
+        key: vec![9],
+    };
+    extra.proprietary.insert(proprietary.clone(), vec![3]);
+    extra.unknown.insert(unknown.clone(), vec![4]);
+    extra.inputs[0]
+        .proprietary
+        .insert(proprietary.clone(), vec![5]);
+    extra.inputs[0].unknown.insert(unknown.clone(), vec![6]);
+    extra.inputs[1].sha256_preimages.insert(
+        bitcoin::hashes::sha256::Hash::hash(b"preimage"),
+        b"preimage".to_vec(),
+    );
+    extra.inputs[1].witness_script = Some(script("51"));
+    extra.outputs[0].proprietary.insert(proprietary, vec![7]);
+    extra.outputs[0].unknown.insert(unknown, vec![8]);
+    extra.outputs[1].redeem_script = Some(script("0014683cb8a6d44ba56e04af8e900e29439a6b410f0d"));
+    cases.push(extra);
+
+    for (i, psbt) in cases.iter().enumerate() {
+        let bytes = to_v2(psbt).serialize();
+        let decoded = decode_psbt(&bytes).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        assert_eq!(decoded.version(), 2, "case {i}");
+        assert_eq!(decoded.psbt(), psbt, "case {i}");
+        assert_eq!(decoded.serialize(), bytes, "case {i}");
+    }
+}
+
+/// Two Taproot inputs of one key (one SIGHASH_DEFAULT, one SIGHASH_ALL),
+/// a payment and change; a height lock time.
+fn taproot_psbt() -> (k256::schnorr::SigningKey, SigningKey, Psbt) {
+    let sk = k256::schnorr::SigningKey::from_bytes(&[0x11; 32]).expect("key");
+    let q: [u8; 32] = sk.verifying_key().to_bytes().into();
+    let other: [u8; 32] = k256::schnorr::SigningKey::from_bytes(&[0x22; 32])
+        .expect("key")
+        .verifying_key()
+        .to_bytes()
+        .into();
+    let mut psbt = psbt_of(unsigned(
+        &[outpoint(1, 0), outpoint(2, 3)],
+        vec![out(80_000, p2tr(&other)), out(29_000, p2tr(&q))],
+    ));
+    psbt.unsigned_tx.lock_time = bitcoin::absolute::LockTime::from_height(850_000).expect("height");
+    psbt.inputs[0].witness_utxo = Some(out(70_000, p2tr(&q)));
+    psbt.inputs[1].witness_utxo = Some(out(40_000, p2tr(&q)));
+    psbt.inputs[1].sighash_type = Some(PsbtSighashType::from_u32(1));
+    let key = SigningKey::Taproot {
+        output_key_xonly: q,
+    };
+    (sk, key, psbt)
+}
+
+#[test]
+fn a_version_2_taproot_psbt_is_analyzed_and_signed_like_its_version_0_twin() {
+    let (sk, key, psbt) = taproot_psbt();
+    let mut maps = to_v2(&psbt);
+    // Inputs and outputs still modifiable: accepted (our signatures commit
+    // to all of them).
+    maps.global.tx_modifiable_flags = 0x03;
+    let request = maps.serialize();
+
+    // The coordinator's calls (coordinator/src/transactions.rs), unchanged.
+    let decoded = decode_psbt(&request).expect("version 2");
+    assert_eq!(decoded.version(), 2);
+    let summary = analyze(&decoded, &key, Network::Bitcoin).expect("ours");
+    let summary_v0 = analyze(&psbt, &key, Network::Bitcoin).expect("ours");
+    assert_eq!(summary, summary_v0);
+    assert_eq!(
+        (summary.total_in, summary.total_out, summary.fee),
+        (110_000, 109_000, 1_000)
+    );
+    assert_eq!(summary.change, [1]);
+    assert_eq!(
+        summary
+            .destinations
+            .iter()
+            .map(|d| (d.index, d.amount))
+            .collect::<Vec<_>>(),
+        [(0, 80_000)]
+    );
+    assert_eq!(
+        summary
+            .inputs
+            .iter()
+            .map(|i| i.sighash_type)
+            .collect::<Vec<_>>(),
+        [SighashKind::TaprootDefault, SighashKind::TaprootAll]
+    );
+    let signatures: Vec<(usize, Vec<u8>)> = summary
+        .inputs
+        .iter()
+        .map(|i| {
+            let sig = sk.sign_raw(&i.sighash, &[0x33; 32]).expect("sign");
+            (
+                i.index,
+                psbt_signature(i, &sig.to_bytes()).expect("signature"),
+            )
+        })
+        .collect();
+
+    // One input, then the other: no transaction until both are final.
+    let (partial, raw) = finalize(&decoded, &key, &signatures[..1]).expect("input 0");
+    assert!(raw.is_none());
+    assert_eq!(partial.version(), 2);
+    assert_eq!(
+        partial.inputs[1].sighash_type,
+        Some(PsbtSighashType::from_u32(1))
+    );
+    let (signed, raw) = finalize(&partial, &key, &signatures[1..]).expect("input 1");
+    let raw = raw.expect("all final");
+
+    // The version-0 path gives the same transaction and the same view.
+    let (signed_v0, raw_v0) = finalize(&psbt, &key, &signatures).expect("version 0");
+    assert_eq!(Some(raw.clone()), raw_v0);
+    assert_eq!(signed.psbt(), &signed_v0);
+    let tx: Transaction = consensus::deserialize(&raw).expect("raw");
+    assert_eq!(tx.compute_txid().to_string(), summary.txid);
+    assert_eq!(tx.lock_time.to_consensus_u32(), 850_000);
+
+    // What the coordinator sends back is version 2, as rust-psbt reads it.
+    let text = to_base64(&signed);
+    let back = psbt_v2::v2::Psbt::deserialize(&base64_decode(&text)).expect("rust-psbt");
+    assert_eq!(back.global.version, psbt_v2::V2);
+    assert_eq!(back.global.tx_modifiable_flags, 0x00);
+    assert_eq!(
+        back.global.fallback_lock_time,
+        Some(psbt.unsigned_tx.lock_time)
+    );
+    for (i, input) in back.inputs.iter().enumerate() {
+        assert_eq!(
+            input.final_script_witness, signed_v0.inputs[i].final_script_witness,
+            "input {i}"
+        );
+        assert!(input.sighash_type.is_none() && input.tap_key_sig.is_none());
+        assert_eq!(input.witness_utxo, psbt.inputs[i].witness_utxo);
+        assert_eq!(input.sequence, Some(Sequence::ENABLE_RBF_NO_LOCKTIME));
+        assert_eq!(
+            (input.previous_txid, input.spent_output_index),
+            (
+                psbt.unsigned_tx.input[i].previous_output.txid,
+                psbt.unsigned_tx.input[i].previous_output.vout
+            )
+        );
+    }
+    assert_eq!(consensus::encode::serialize(&tx_of_v2(&back)), raw);
+
+    // Decoded again: the same PSBT, and nothing left to sign.
+    let again = decode_psbt(text.as_bytes()).expect("signed version 2");
+    assert_eq!(again, signed);
+    assert!(matches!(
+        finalize(&again, &key, &signatures[..1]),
+        Err(PsbtError::UnsupportedInput { input: 0, .. })
+    ));
+}
+
+#[test]
+fn a_version_2_p2wpkh_psbt_is_analyzed_and_signed_like_its_version_0_twin() {
+    // The mainnet transaction (non_witness_utxo inputs, its real signatures).
+    let (psbt, sigs) = mainnet_psbt();
+    let key = p2wpkh_key(MAINNET_KEY, None);
+    let decoded = decode_psbt(&to_v2(&psbt).serialize()).expect("version 2");
+    assert_eq!(
+        analyze(&decoded, &key, Network::Bitcoin),
+        analyze(&psbt, &key, Network::Bitcoin)
+    );
+    let (signed, raw) = finalize(&decoded, &key, &sigs).expect("mainnet signatures");
+    assert_eq!(hex::encode(raw.as_deref().expect("final")), MAINNET_TX);
+    let back = psbt_v2::v2::Psbt::deserialize(&signed.serialize()).expect("rust-psbt");
+    assert_eq!(
+        hex::encode(consensus::encode::serialize(&tx_of_v2(&back))),
+        MAINNET_TX
+    );
+    assert!(back.inputs.iter().all(|i| i.partial_sigs.is_empty()
+        && i.non_witness_utxo.is_some()
+        && i.final_script_sig.is_none()));
+
+    // BIP-32 children: an input at m/0/7 and change at m/1/3, both named by
+    // the PSBT's derivation entries.
+    let master = k256::Scalar::from_repr(k256::FieldBytes::from([0x07; 32]))
+        .into_option()
+        .expect("scalar");
+    let chain = [0x5a; 32];
+    let master_pk = compressed(&master);
+    let fingerprint =
+        Fingerprint::from(<[u8; 4]>::try_from(&hash160::Hash::hash(&master_pk)[..4]).expect("4"));
+    let child = derive_path(&master, &chain, &[0, 7]);
+    let change = derive_path(&master, &chain, &[1, 3]);
+    let pk_of = |k: &k256::Scalar| secp256k1::PublicKey::from_slice(&compressed(k)).expect("point");
+    let mut psbt = psbt_of(unsigned(
+        &[outpoint(3, 0), outpoint(4, 1)],
+        vec![
+            out(100_000, p2wpkh(&[0x02; 33])),
+            out(9_500, p2wpkh(&compressed(&change))),
+        ],
+    ));
+    psbt.inputs[0].witness_utxo = Some(out(50_000, p2wpkh(&master_pk)));
+    psbt.inputs[1].witness_utxo = Some(out(60_000, p2wpkh(&compressed(&child))));
+    psbt.inputs[1]
+        .bip32_derivation
+        .insert(pk_of(&child), (fingerprint, "m/0/7".parse().expect("path")));
+    psbt.outputs[1].bip32_derivation.insert(
+        pk_of(&change),
+        (fingerprint, "m/1/3".parse().expect("path")),
+    );
+    let key = SigningKey::P2wpkh {
+        public_key: master_pk.clone().try_into().expect("33"),
+        chain_code: chain,
+        request_path: None,
+    };
+    let decoded = decode_psbt(&to_v2(&psbt).serialize()).expect("version 2");
+    let summary = analyze(&decoded, &key, Network::Bitcoin).expect("ours");
+    assert_eq!(
+        Ok(&summary),
+        analyze(&psbt, &key, Network::Bitcoin).as_ref()
+    );
+    assert_eq!(summary.change, [1]);
+    assert_eq!(summary.inputs[1].derivation_path, Some(vec![0, 7]));
+    assert_eq!(summary.fee, 500);
+
+    let secrets = [master, child];
+    let sigs: Vec<(usize, Vec<u8>)> = summary
+        .inputs
+        .iter()
+        .map(|i| {
+            let sk =
+                k256::ecdsa::SigningKey::from_bytes(&secrets[i.index].to_bytes()).expect("key");
+            let sig: k256::ecdsa::Signature =
+                k256::ecdsa::signature::hazmat::PrehashSigner::sign_prehash(&sk, &i.sighash)
+                    .expect("sign");
+            (
+                i.index,
+                psbt_signature(i, &sig.to_bytes()).expect("signature"),
+            )
+        })
+        .collect();
+    let (signed, raw) = finalize(&decoded, &key, &sigs).expect("signatures");
+    let (signed_v0, raw_v0) = finalize(&psbt, &key, &sigs).expect("version 0");
+    assert_eq!(raw, raw_v0);
+    assert_eq!(signed.psbt(), &signed_v0);
+    let back = psbt_v2::v2::Psbt::deserialize(&base64_decode(&to_base64(&signed))).expect("v2");
+    assert!(back.inputs.iter().all(|i| i.bip32_derivations.is_empty()));
+    assert_eq!(Some(consensus::encode::serialize(&tx_of_v2(&back))), raw_v0);
+}
+
+/// A PSBT from raw maps of (key, value) pairs: the global map, then the
+/// input and output maps.
+fn encode_maps(maps: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
+    fn compact(out: &mut Vec<u8>, n: usize) {
+        match n {
+            0..0xfd => out.push(n as u8),
+            0xfd..=0xffff => {
+                out.push(0xfd);
+                out.extend_from_slice(&(n as u16).to_le_bytes());
+            }
+            _ => {
+                out.push(0xfe);
+                out.extend_from_slice(&(n as u32).to_le_bytes());
+            }
+        }
+    }
+    let mut out = b"psbt\xff".to_vec();
+    for map in maps {
+        for (key, value) in map {
+            compact(&mut out, key.len());
+            out.extend_from_slice(key);
+            compact(&mut out, value.len());
+            out.extend_from_slice(value);
+        }
+        out.push(0x00);
+    }
+    out
+}
+
+/// A minimal version-2 PSBT as raw maps: one input, one output.
+fn minimal_v2() -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    vec![
+        vec![
+            (vec![0x02], 2u32.to_le_bytes().to_vec()),
+            (vec![0x04], vec![1]),
+            (vec![0x05], vec![1]),
+            (vec![0xfb], 2u32.to_le_bytes().to_vec()),
+        ],
+        vec![
+            (vec![0x0e], vec![0xab; 32]),
+            (vec![0x0f], 1u32.to_le_bytes().to_vec()),
+        ],
+        vec![
+            (vec![0x03], 5_000u64.to_le_bytes().to_vec()),
+            (
+                vec![0x04],
+                unhex("0014c430f64c4756da310dbd1a085572ef299926272c"),
+            ),
+        ],
+    ]
+}
+
+#[test]
+fn a_minimal_version_2_psbt_decodes_and_its_global_fields_may_come_in_any_order() {
+    let maps = minimal_v2();
+    let decoded = decode_psbt(&encode_maps(&maps)).expect("minimal");
+    let tx = &decoded.unsigned_tx;
+    assert_eq!(
+        tx.input[0].previous_output,
+        OutPoint {
+            txid: Txid::from_byte_array([0xab; 32]),
+            vout: 1
+        }
+    );
+    assert_eq!(tx.input[0].sequence, Sequence::MAX);
+    assert_eq!(tx.lock_time.to_consensus_u32(), 0);
+    assert_eq!(tx.output[0].value.to_sat(), 5_000);
+    // PSBT_GLOBAL_OUTPUT_COUNT before PSBT_GLOBAL_INPUT_COUNT, version first.
+    let mut reordered = maps.clone();
+    reordered[0].reverse();
+    assert_eq!(
+        decode_psbt(&encode_maps(&reordered))
+            .expect("reordered")
+            .psbt(),
+        decoded.psbt()
+    );
+}
+
+#[test]
+fn a_version_2_psbt_with_a_zero_amount_output_is_accepted_and_signed_back() {
+    // rust-psbt takes PSBT_OUT_AMOUNT 0 for a missing amount; an OP_RETURN
+    // output of 0 sat is valid all the same.
+    let (sk, key, mut psbt) = taproot_psbt();
+    psbt.unsigned_tx
+        .output
+        .push(out(0, script("6a0568656c6c6f")));
+    psbt.outputs.push(Default::default());
+    let decoded = decode_psbt(&to_v2(&psbt).serialize()).expect("version 2");
+    assert_eq!(decoded.psbt(), &psbt);
+    let summary = analyze(&decoded, &key, Network::Bitcoin).expect("ours");
+    assert_eq!(
+        Ok(&summary),
+        analyze(&psbt, &key, Network::Bitcoin).as_ref()
+    );
+    assert_eq!(
+        (
+            summary.destinations[1].index,
+            summary.destinations[1].amount
+        ),
+        (2, 0)
+    );
+    assert_eq!(summary.destinations[1].address, None);
+    let signatures: Vec<(usize, Vec<u8>)> = summary
+        .inputs
+        .iter()
+        .map(|i| {
+            let sig = sk.sign_raw(&i.sighash, &[0x44; 32]).expect("sign");
+            (i.index, psbt_signature(i, &sig.to_bytes()).expect("sig"))
+        })
+        .collect();
+    let (signed, raw) = finalize(&decoded, &key, &signatures).expect("signed");
+    assert_eq!(
+        Ok(raw),
+        finalize(&psbt, &key, &signatures).map(|(_, raw)| raw)
+    );
+    assert_eq!(signed.version(), 2);
+    assert_eq!(decode_psbt(&signed.serialize()).as_ref(), Ok(&signed));
+}
+
+#[test]
+fn a_version_2_psbt_with_trailing_bytes_is_refused() {
+    let (_, _, psbt) = taproot_psbt();
+    let mut bytes = to_v2(&psbt).serialize();
+    bytes.extend_from_slice(&[0, 0]);
+    assert_eq!(
+        decode_psbt(&bytes),
+        Err(PsbtError::TrailingBytes { count: 2 })
+    );
+    use bitcoin::base64::Engine as _;
+    let text = bitcoin::base64::engine::general_purpose::STANDARD.encode(&bytes);
+    assert_eq!(
+        decode_psbt(text.as_bytes()),
+        Err(PsbtError::TrailingBytes { count: 2 })
+    );
+    // An extra map (a second output) not announced is trailing too.
+    let mut maps = minimal_v2();
+    maps.push(maps[2].clone());
+    let bytes = encode_maps(&maps);
+    let extra = (3 + 8) + (3 + 22) + 1;
+    assert_eq!(
+        decode_psbt(&bytes),
+        Err(PsbtError::TrailingBytes { count: extra })
+    );
+}
+
+#[test]
+fn psbt_versions_other_than_0_and_2_are_refused_as_unsupported() {
+    for version in [1u32, 3, 0xffff_ffff] {
+        let mut maps = minimal_v2();
+        maps[0][3].1 = version.to_le_bytes().to_vec();
+        assert!(
+            matches!(
+                decode_psbt(&encode_maps(&maps)),
+                Err(PsbtError::UnsupportedVersion { .. })
+            ),
+            "version {version}"
+        );
+        // A version-0 layout naming that version is refused the same way.
+        let mut v0 = unhex(BIP174_VALID_1);
+        let global_end = 5 + 3 + 0x75;
+        assert_eq!(v0[global_end], 0x00);
+        let mut field = vec![0x01, 0xfb, 0x04];
+        field.extend_from_slice(&version.to_le_bytes());
+        v0.splice(global_end..global_end, field);
+        assert!(
+            matches!(decode_psbt(&v0), Err(PsbtError::UnsupportedVersion { .. })),
+            "version {version} (version-0 layout)"
+        );
+    }
+}
+
+#[test]
+fn version_2_psbts_missing_or_repeating_fields_are_refused() {
+    let refused = |maps: &[Vec<(Vec<u8>, Vec<u8>)>], what: &str| {
+        let err = decode_psbt(&encode_maps(maps)).expect_err(what);
+        assert!(
+            matches!(err, PsbtError::Malformed { .. }),
+            "{what}: {err:?}"
+        );
+    };
+    // Each required field left out.
+    for (map, index, what) in [
+        (0, 0, "PSBT_GLOBAL_TX_VERSION"),
+        (0, 1, "PSBT_GLOBAL_INPUT_COUNT"),
+        (0, 2, "PSBT_GLOBAL_OUTPUT_COUNT"),
+        (1, 0, "PSBT_IN_PREVIOUS_TXID"),
+        (1, 1, "PSBT_IN_OUTPUT_INDEX"),
+        (2, 0, "PSBT_OUT_AMOUNT"),
+        (2, 1, "PSBT_OUT_SCRIPT"),
+    ] {
+        let mut maps = minimal_v2();
+        maps[map].remove(index);
+        refused(&maps, what);
+    }
+    // A repeated PSBT_GLOBAL_INPUT_COUNT (rust-psbt alone would take the last).
+    let mut maps = minimal_v2();
+    maps[0].insert(1, (vec![0x04], vec![1]));
+    refused(&maps, "two input counts");
+    // A count with a byte after its compact size.
+    let mut maps = minimal_v2();
+    maps[0][1].1 = vec![1, 0];
+    refused(&maps, "input count with an extra byte");
+    // Counts far beyond the maps present (no allocation for them).
+    for count in [vec![0xff; 9], vec![0xfe, 0xff, 0xff, 0xff, 0x7f], vec![2]] {
+        let mut maps = minimal_v2();
+        maps[0][1].1 = count.clone();
+        refused(&maps, &format!("input count {count:02x?}"));
+        let mut maps = minimal_v2();
+        maps[0][2].1 = count.clone();
+        refused(&maps, &format!("output count {count:02x?}"));
+    }
+    // Key data on the BIP-370 fields rust-psbt reads without looking at it.
+    for (map, what) in [(1, "PSBT_IN_PREVIOUS_TXID"), (2, "PSBT_OUT_AMOUNT")] {
+        let mut maps = minimal_v2();
+        maps[map][0].0.push(0x00);
+        refused(&maps, &format!("{what} with key data"));
+    }
+    // A duplicate unknown key in an output map.
+    let mut maps = minimal_v2();
+    maps[2].push((vec![0xf0, 1], vec![]));
+    maps[2].push((vec![0xf0, 1], vec![2]));
+    refused(&maps, "duplicate unknown key");
+    // An excluded version-0 field: PSBT_GLOBAL_UNSIGNED_TX.
+    let mut maps = minimal_v2();
+    maps[0].push((vec![0x00], tx(BIP143_TX).input.len().to_le_bytes().to_vec()));
+    refused(&maps, "PSBT_GLOBAL_UNSIGNED_TX");
+    // A BIP-32 derivation under one key, compressed and uncompressed.
+    let pk = secp256k1::PublicKey::from_slice(&unhex(MAINNET_KEY)).expect("key");
+    let mut maps = minimal_v2();
+    let origin = [1u8, 2, 3, 4, 5, 0, 0, 0].to_vec();
+    let mut compressed_key = vec![0x06];
+    compressed_key.extend_from_slice(&pk.serialize());
+    let mut uncompressed_key = vec![0x06];
+    uncompressed_key.extend_from_slice(&pk.serialize_uncompressed());
+    maps[1].push((compressed_key, origin.clone()));
+    maps[1].push((uncompressed_key, origin));
+    refused(&maps, "compressed and uncompressed derivation key");
+}
+
+#[test]
+fn truncated_or_corrupted_version_2_psbts_are_refused_without_panicking() {
+    let case = bip370("valid")
+        .into_iter()
+        .find(|c| field(c, "case").contains("with all PSBTv2 fields"))
+        .expect("vector");
+    let bytes = unhex(field(&case, "hex"));
+    decode_psbt(&bytes).expect("valid");
+    for cut in 0..bytes.len() {
+        let err = decode_psbt(&bytes[..cut]).expect_err("truncated");
+        assert!(
+            matches!(err, PsbtError::Malformed { .. }),
+            "cut {cut}: {err:?}"
+        );
+    }
+    // Every byte flipped three ways: whatever the verdict, no panic, and an
+    // accepted PSBT re-encodes to one that decodes the same.
+    for at in 0..bytes.len() {
+        for flip in [0x01, 0x80, 0xff] {
+            let mut corrupted = bytes.clone();
+            corrupted[at] ^= flip;
+            if let Ok(decoded) = decode_psbt(&corrupted) {
+                assert_eq!(
+                    decode_psbt(&decoded.serialize()).as_ref(),
+                    Ok(&decoded),
+                    "byte {at} ^ {flip:#04x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_version_0_psbt_carrying_version_2_fields_is_refused() {
+    let valid = unhex(BIP174_VALID_1);
+    let global_end = 5 + 3 + 0x75;
+    let input_start = global_end + 1;
+    // Global PSBT_GLOBAL_TX_VERSION; then input PSBT_IN_SEQUENCE.
+    for (at, field) in [
+        (global_end, vec![0x01, 0x02, 0x04, 2, 0, 0, 0]),
+        (input_start, vec![0x01, 0x10, 0x04, 0xff, 0xff, 0xff, 0xff]),
+    ] {
+        let mut bytes = valid.clone();
+        bytes.splice(at..at, field);
+        assert!(
+            matches!(decode_psbt(&bytes), Err(PsbtError::Malformed { reason }) if reason.contains("BIP-370")),
+            "field at {at}"
+        );
+    }
 }

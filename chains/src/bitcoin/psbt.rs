@@ -1,22 +1,76 @@
-//! Bitcoin PSBTs (BIP-174) as a signing node sees them: decode, check that
-//! every input it signs pays to its key, compute the sighashes, and put the
-//! signatures back.
+//! Bitcoin PSBTs (BIP-174 version 0, BIP-370 version 2) as a signing node
+//! sees them: decode, check that every input it signs pays to its key,
+//! compute the sighashes, and put the signatures back.
 //!
 //! # What the node decodes
 //!
 //! [`decode_psbt`] takes a PSBT as binary (`psbt\xff…`) or as base64 text
-//! (`cHNidP8…`, surrounding ASCII whitespace allowed) and parses it with
-//! rust-bitcoin's BIP-174 parser. Everything that parser refuses is refused
-//! ([`PsbtError::Malformed`], with its reason: bad magic, truncation,
-//! duplicate keys, a global transaction carrying scriptSigs or witnesses,
-//! counts larger than the payload, invalid keys or signatures in the maps),
-//! and so are bytes left over after the last output map
-//! ([`PsbtError::TrailingBytes`]).
+//! (`cHNidP8…`, surrounding ASCII whitespace allowed), in version 0
+//! (BIP-174) or version 2 (BIP-370), and returns a [`DecodedPsbt`]: the
+//! version-0 [`Psbt`] view everything below analyzes (it derefs to it), and
+//! the version the client sent, which [`finalize`] and [`to_base64`] give
+//! back. The version is read from `PSBT_GLOBAL_VERSION` (absent means 0); any
+//! version other than 0 and 2 is refused ([`PsbtError::UnsupportedVersion`]).
 //!
-//! **PSBT version 2 (BIP-370) is not supported**: rust-bitcoin 0.32 parses
-//! version 0 only and refuses any other `PSBT_GLOBAL_VERSION`; the node
-//! reports that as [`PsbtError::UnsupportedVersion`] rather than parsing v2
-//! by hand.
+//! **Version 0** is parsed with rust-bitcoin's BIP-174 parser. Everything
+//! that parser refuses is refused ([`PsbtError::Malformed`], with its reason:
+//! bad magic, truncation, duplicate keys, a global transaction carrying
+//! scriptSigs or witnesses, counts larger than the payload, invalid keys or
+//! signatures in the maps), and so are bytes left over after the last output
+//! map ([`PsbtError::TrailingBytes`]) and the version-2 fields BIP-370
+//! excludes from version 0 (`PSBT_GLOBAL_TX_VERSION`, `…_FALLBACK_LOCKTIME`,
+//! `…_INPUT_COUNT`, `…_OUTPUT_COUNT`, `…_TX_MODIFIABLE`; `PSBT_IN_PREVIOUS_TXID`,
+//! `…_OUTPUT_INDEX`, `…_SEQUENCE`, `…_REQUIRED_TIME_LOCKTIME`,
+//! `…_REQUIRED_HEIGHT_LOCKTIME`; `PSBT_OUT_AMOUNT`, `PSBT_OUT_SCRIPT`), which
+//! rust-bitcoin would keep as unknown fields.
+//!
+//! **Version 2** is parsed with rust-bitcoin's rust-psbt (`psbt-v2`), after a
+//! framing pass over the key-value maps that refuses what that crate lets
+//! through: duplicate keys in any map, key data on `PSBT_IN_PREVIOUS_TXID`,
+//! `PSBT_IN_OUTPUT_INDEX`, `PSBT_OUT_AMOUNT` and `PSBT_OUT_SCRIPT`, counts that
+//! are not exactly one compact size, more maps announced than present, and
+//! trailing bytes ([`PsbtError::TrailingBytes`]). rust-psbt then refuses a
+//! missing `PSBT_GLOBAL_TX_VERSION`, `…_INPUT_COUNT` or `…_OUTPUT_COUNT`, a
+//! `PSBT_GLOBAL_UNSIGNED_TX`, an input without `PSBT_IN_PREVIOUS_TXID` or
+//! `PSBT_IN_OUTPUT_INDEX`, an output without `PSBT_OUT_AMOUNT` or
+//! `PSBT_OUT_SCRIPT`, a required time lock below 500 000 000 or a required
+//! height at or above it, wrong value lengths and invalid keys or signatures;
+//! the node also refuses a required height of 0 and inputs whose required
+//! lock times admit no common type (BIP-370's lock time determination). Like
+//! the BIP's own vectors, such PSBTs are [`PsbtError::Malformed`]. rust-psbt
+//! takes an all-zero previous txid, an output index of `0xffffffff` or an
+//! empty output script for a missing field, so those (coinbase-only
+//! outpoints, anyone-can-spend outputs) are refused too; a zero amount (an
+//! `OP_RETURN` output) is accepted (though rust-psbt itself cannot read such
+//! a PSBT back).
+//!
+//! The version-0 view of a version-2 PSBT is exact: its unsigned transaction
+//! has `PSBT_GLOBAL_TX_VERSION`, the lock time BIP-370 determines from
+//! `PSBT_GLOBAL_FALLBACK_LOCKTIME` and the inputs' `PSBT_IN_REQUIRED_*_LOCKTIME`,
+//! each input's `PSBT_IN_PREVIOUS_TXID`:`PSBT_IN_OUTPUT_INDEX` and
+//! `PSBT_IN_SEQUENCE` (`0xffffffff` when absent) and each output's
+//! `PSBT_OUT_AMOUNT` and `PSBT_OUT_SCRIPT`; every other field is carried over
+//! as it is: global xpubs, proprietary and unknown fields; per input
+//! `witness_utxo`, `non_witness_utxo`, partial signatures, sighash type,
+//! redeem and witness scripts, BIP-32 derivations, final scriptSig and
+//! witness, hash preimages, `tap_key_sig`, Taproot script signatures, leaf
+//! scripts, key origins, internal key and merkle root, proprietary and
+//! unknown fields; per output redeem and witness scripts, BIP-32
+//! derivations, Taproot internal key, tree and key origins, proprietary and
+//! unknown fields. Only `PSBT_GLOBAL_TX_MODIFIABLE`, the input and output
+//! counts and the version number have no place in the view (and the lock
+//! time fields only through the lock time they determine); the analysis has
+//! no use for them (the counts are the transaction's, the view is version 0). A BIP-32 derivation given under the same
+//! key in both compressed and uncompressed form is refused, as version 0's
+//! parser refuses it.
+//!
+//! `PSBT_GLOBAL_TX_MODIFIABLE` may say that inputs or outputs can still be
+//! added (or that a `SIGHASH_SINGLE` signature exists elsewhere): such PSBTs
+//! are accepted, but the node signs only with `SIGHASH_DEFAULT` or
+//! `SIGHASH_ALL`, which commit to every input and output, so its signatures
+//! make the transaction final: adding or removing an input or output
+//! afterwards invalidates them. [`finalize`] clears the Inputs Modifiable and
+//! Outputs Modifiable flags accordingly, as BIP-370's Signer must.
 //!
 //! [`analyze`] then looks at the PSBT on behalf of one [`SigningKey`]:
 //!
@@ -25,8 +79,8 @@
 //!   input is ours when its previous output's script is `OP_1 <Q>`. The
 //!   sighash is BIP-341's key-path message over *all* the transaction's
 //!   previous outputs, with `SIGHASH_DEFAULT` (no `PSBT_IN_SIGHASH_TYPE`, or
-//!   `0x00`) or `SIGHASH_ALL` (`0x01`). No annex is ever committed to (PSBT
-//!   v0 has no annex field and [`finalize`] writes a witness holding only the
+//!   `0x00`) or `SIGHASH_ALL` (`0x01`). No annex is ever committed to (PSBTs
+//!   have no annex field and [`finalize`] writes a witness holding only the
 //!   signature).
 //! - **P2WPKH spends (BIP-143)** for `ecdsa-secp256k1` keys, with
 //!   `SIGHASH_ALL` only. An input is ours when its script is
@@ -75,18 +129,27 @@
 //! key, finalizes the input (`PSBT_IN_FINAL_SCRIPTWITNESS`, other fields
 //! cleared as BIP-174's finalizer does) and, once every input is final,
 //! extracts the consensus-encoded raw transaction. It does not cap the fee
-//! rate: the fee is in the summary, for the policy.
+//! rate: the fee is in the summary, for the policy. Given a [`DecodedPsbt`]
+//! it returns one in the same version: a version-2 PSBT is finalized in its
+//! own maps the same way (keeping the fields its transaction is built from:
+//! previous txid, output index, sequence and required lock times) and
+//! [`to_base64`] / [`DecodedPsbt::serialize`] encode it as version 2, with
+//! rust-psbt's serializer (its field order; `PSBT_GLOBAL_TX_MODIFIABLE`
+//! always written).
 //!
 //! rust-bitcoin's libsecp256k1 bindings are used here to parse keys, derive
 //! public child keys and *verify* signatures; nothing here signs.
 
 use std::io::BufRead as _;
 
-use ::bitcoin::bip32::{ChainCode, ChildNumber, DerivationPath, Fingerprint, Xpub};
+use ::bitcoin::bip32::{ChainCode, ChildNumber, DerivationPath, Fingerprint, KeySource, Xpub};
 use ::bitcoin::hashes::{Hash as _, hash160};
 use ::bitcoin::secp256k1::{self, Message, Secp256k1, VerifyOnly, XOnlyPublicKey};
 use ::bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
-use ::bitcoin::{Address, Amount, NetworkKind, ScriptBuf, TxOut, Witness, consensus};
+use ::bitcoin::{
+    Address, Amount, NetworkKind, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness,
+    consensus,
+};
 
 pub use ::bitcoin::Network;
 pub use ::bitcoin::psbt::Psbt;
@@ -97,13 +160,15 @@ const MAGIC: &[u8] = b"psbt\xff";
 /// Why a PSBT was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PsbtError {
-    /// The bytes are not a PSBT rust-bitcoin accepts (or not base64).
+    /// The bytes are not a PSBT rust-bitcoin (version 0) or rust-psbt
+    /// (version 2) accepts, break a BIP-174/BIP-370 rule those let through,
+    /// or are not base64.
     #[error("malformed PSBT: {reason}")]
     Malformed {
         /// What the parser found.
         reason: String,
     },
-    /// A PSBT version other than 0 (BIP-370 version 2 included).
+    /// A PSBT version other than 0 (BIP-174) and 2 (BIP-370).
     #[error("unsupported PSBT version: {reason}")]
     UnsupportedVersion {
         /// The parser's reason.
@@ -341,8 +406,185 @@ pub struct PsbtSummary {
     pub fee: u64,
 }
 
-/// Decodes a PSBT given as binary or base64 text.
-pub fn decode_psbt(bytes: &[u8]) -> Result<Psbt, PsbtError> {
+/// A decoded PSBT: the version-0 [`Psbt`] view [`analyze`] reads (the
+/// struct derefs to it) and the version the client sent it in, kept so that
+/// [`finalize`] and [`to_base64`] give a version-2 PSBT back as version 2.
+///
+/// Encode it with [`DecodedPsbt::serialize`], [`to_base64`] or `Display`
+/// (base64), which use its own version; [`Psbt`]'s other encoders reached
+/// through `Deref` (`serialize_hex`, …) encode the version-0 view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedPsbt {
+    /// The version-0 view (for a version-0 PSBT, the PSBT itself).
+    psbt: Psbt,
+    /// The version-2 maps, for a version-2 PSBT.
+    v2: Option<psbt_v2::v2::Psbt>,
+}
+
+impl DecodedPsbt {
+    /// The PSBT version it was decoded from: 0 or 2.
+    pub fn version(&self) -> u32 {
+        if self.v2.is_some() { 2 } else { 0 }
+    }
+
+    /// The version-0 view the analysis reads.
+    pub fn psbt(&self) -> &Psbt {
+        &self.psbt
+    }
+
+    /// The version-0 view, dropping the version-2 maps.
+    pub fn into_psbt(self) -> Psbt {
+        self.psbt
+    }
+
+    /// The binary PSBT in its own version.
+    pub fn serialize(&self) -> Vec<u8> {
+        match &self.v2 {
+            Some(v2) => v2.serialize(),
+            None => self.psbt.serialize(),
+        }
+    }
+}
+
+/// Base64 (BIP-174's text form) in its own version.
+impl std::fmt::Display for DecodedPsbt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use ::bitcoin::base64::Engine as _;
+        f.write_str(&::bitcoin::base64::engine::general_purpose::STANDARD.encode(self.serialize()))
+    }
+}
+
+impl std::ops::Deref for DecodedPsbt {
+    type Target = Psbt;
+
+    fn deref(&self) -> &Psbt {
+        &self.psbt
+    }
+}
+
+/// A version-0 PSBT as a [`DecodedPsbt`].
+impl From<Psbt> for DecodedPsbt {
+    fn from(psbt: Psbt) -> Self {
+        Self { psbt, v2: None }
+    }
+}
+
+mod sealed {
+    use super::{Psbt, PsbtError, Witness};
+
+    /// What [`super::finalize`] and [`super::to_base64`] need of a PSBT.
+    pub trait Form: Sized {
+        /// The version-0 view.
+        fn view(&self) -> &Psbt;
+        /// `self` with `finalized` (the version-0 view with the inputs in
+        /// `witnesses` finalized) applied.
+        fn with_finalized(
+            &self,
+            finalized: Psbt,
+            witnesses: &[(usize, Witness)],
+        ) -> Result<Self, PsbtError>;
+        /// The binary PSBT in its own version.
+        fn to_bytes(&self) -> Vec<u8>;
+    }
+}
+
+/// A PSBT [`finalize`] and [`to_base64`] take: the version-0 [`Psbt`] itself,
+/// or a [`DecodedPsbt`], which they keep in the version it was decoded from.
+/// Sealed: implemented for those two only.
+pub trait PsbtForm: sealed::Form {}
+
+impl PsbtForm for Psbt {}
+impl PsbtForm for DecodedPsbt {}
+
+impl sealed::Form for Psbt {
+    fn view(&self) -> &Psbt {
+        self
+    }
+
+    fn with_finalized(&self, finalized: Psbt, _: &[(usize, Witness)]) -> Result<Self, PsbtError> {
+        Ok(finalized)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.serialize()
+    }
+}
+
+impl sealed::Form for DecodedPsbt {
+    fn view(&self) -> &Psbt {
+        &self.psbt
+    }
+
+    fn with_finalized(
+        &self,
+        finalized: Psbt,
+        witnesses: &[(usize, Witness)],
+    ) -> Result<Self, PsbtError> {
+        let Some(v2) = &self.v2 else {
+            return Ok(Self {
+                psbt: finalized,
+                v2: None,
+            });
+        };
+        let mut v2 = v2.clone();
+        let count = v2.inputs.len();
+        for (index, witness) in witnesses {
+            let input = v2.inputs.get_mut(*index).ok_or(PsbtError::NoSuchInput {
+                input: *index,
+                count,
+            })?;
+            finalize_v2_input(input, witness.clone());
+        }
+        if !witnesses.is_empty() {
+            // BIP-370 Signer: a signature without SIGHASH_ANYONECANPAY clears
+            // the Inputs Modifiable flag, one without SIGHASH_NONE the Outputs
+            // Modifiable flag (ours are SIGHASH_DEFAULT or SIGHASH_ALL).
+            v2.global.tx_modifiable_flags &= !(TX_INPUTS_MODIFIABLE | TX_OUTPUTS_MODIFIABLE);
+        }
+        // The view again from the maps just finalized: one source of truth.
+        Ok(Self {
+            psbt: v0_view(&v2)?,
+            v2: Some(v2),
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.serialize()
+    }
+}
+
+/// `PSBT_GLOBAL_VERSION`.
+const GLOBAL_VERSION: u8 = 0xfb;
+/// `PSBT_GLOBAL_INPUT_COUNT`, `PSBT_GLOBAL_OUTPUT_COUNT` (BIP-370).
+const GLOBAL_INPUT_COUNT: u8 = 0x04;
+const GLOBAL_OUTPUT_COUNT: u8 = 0x05;
+/// `PSBT_OUT_AMOUNT` (BIP-370).
+const OUT_AMOUNT: u8 = 0x03;
+/// `PSBT_GLOBAL_TX_MODIFIABLE` bits 0 and 1 (BIP-370).
+const TX_INPUTS_MODIFIABLE: u8 = 0x01;
+const TX_OUTPUTS_MODIFIABLE: u8 = 0x02;
+
+/// The version-2 fields BIP-370 excludes from version 0, by map.
+const V2_GLOBAL_FIELDS: [(u8, &str); 5] = [
+    (0x02, "PSBT_GLOBAL_TX_VERSION"),
+    (0x03, "PSBT_GLOBAL_FALLBACK_LOCKTIME"),
+    (0x04, "PSBT_GLOBAL_INPUT_COUNT"),
+    (0x05, "PSBT_GLOBAL_OUTPUT_COUNT"),
+    (0x06, "PSBT_GLOBAL_TX_MODIFIABLE"),
+];
+const V2_INPUT_FIELDS: [(u8, &str); 5] = [
+    (0x0e, "PSBT_IN_PREVIOUS_TXID"),
+    (0x0f, "PSBT_IN_OUTPUT_INDEX"),
+    (0x10, "PSBT_IN_SEQUENCE"),
+    (0x11, "PSBT_IN_REQUIRED_TIME_LOCKTIME"),
+    (0x12, "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME"),
+];
+const V2_OUTPUT_FIELDS: [(u8, &str); 2] = [(0x03, "PSBT_OUT_AMOUNT"), (0x04, "PSBT_OUT_SCRIPT")];
+
+/// Decodes a PSBT given as binary or base64 text, version 0 (BIP-174) or 2
+/// (BIP-370); see the module documentation for what is refused. The result
+/// derefs to the version-0 [`Psbt`] view [`analyze`] takes.
+pub fn decode_psbt(bytes: &[u8]) -> Result<DecodedPsbt, PsbtError> {
     if bytes.starts_with(MAGIC) {
         return decode_binary(bytes);
     }
@@ -366,7 +608,19 @@ pub fn decode_psbt(bytes: &[u8]) -> Result<Psbt, PsbtError> {
     decode_binary(&binary)
 }
 
-fn decode_binary(bytes: &[u8]) -> Result<Psbt, PsbtError> {
+fn decode_binary(bytes: &[u8]) -> Result<DecodedPsbt, PsbtError> {
+    match global_version(bytes) {
+        None | Some(0) => decode_v0(bytes).map(DecodedPsbt::from),
+        Some(2) => decode_v2(bytes),
+        Some(other) => Err(PsbtError::UnsupportedVersion {
+            reason: format!(
+                "PSBT_GLOBAL_VERSION {other}: only versions 0 (BIP-174) and 2 (BIP-370) are supported"
+            ),
+        }),
+    }
+}
+
+fn decode_v0(bytes: &[u8]) -> Result<Psbt, PsbtError> {
     let mut reader = bytes;
     let psbt = Psbt::deserialize_from_reader(&mut reader).map_err(|e| match e {
         ::bitcoin::psbt::Error::Version(reason) => PsbtError::UnsupportedVersion {
@@ -380,7 +634,441 @@ fn decode_binary(bytes: &[u8]) -> Result<Psbt, PsbtError> {
     if rest != 0 {
         return Err(PsbtError::TrailingBytes { count: rest });
     }
+    refuse_v2_fields(&psbt)?;
     Ok(psbt)
+}
+
+/// Refuses the version-2 fields rust-bitcoin keeps as unknown in version 0.
+fn refuse_v2_fields(psbt: &Psbt) -> Result<(), PsbtError> {
+    let find = |unknown: &std::collections::BTreeMap<::bitcoin::psbt::raw::Key, Vec<u8>>,
+                fields: &[(u8, &'static str)]| {
+        unknown.keys().find_map(|k| {
+            fields
+                .iter()
+                .find(|(t, _)| *t == k.type_value)
+                .map(|(t, name)| (*t, *name))
+        })
+    };
+    let found = find(&psbt.unknown, &V2_GLOBAL_FIELDS)
+        .map(|f| ("the global map".to_owned(), f))
+        .or_else(|| {
+            psbt.inputs.iter().enumerate().find_map(|(i, input)| {
+                find(&input.unknown, &V2_INPUT_FIELDS).map(|f| (format!("input {i}"), f))
+            })
+        })
+        .or_else(|| {
+            psbt.outputs.iter().enumerate().find_map(|(i, output)| {
+                find(&output.unknown, &V2_OUTPUT_FIELDS).map(|f| (format!("output {i}"), f))
+            })
+        });
+    match found {
+        None => Ok(()),
+        Some((map, (type_value, name))) => Err(PsbtError::Malformed {
+            reason: format!(
+                "{map}: {name} ({type_value:#04x}) is a version 2 field, excluded from version 0 \
+                 (BIP-370)"
+            ),
+        }),
+    }
+}
+
+/// The `PSBT_GLOBAL_VERSION` in the global map, if the map can be walked that
+/// far and the field holds 4 bytes (what else is wrong is for the parser of
+/// that version to report).
+fn global_version(bytes: &[u8]) -> Option<u32> {
+    let mut reader = Reader::new(bytes, MAGIC.len());
+    loop {
+        let pair = reader.pair().ok()??;
+        if pair.key == [GLOBAL_VERSION] {
+            return <[u8; 4]>::try_from(pair.value).ok().map(u32::from_le_bytes);
+        }
+    }
+}
+
+fn decode_v2(bytes: &[u8]) -> Result<DecodedPsbt, PsbtError> {
+    let framed = frame_v2(bytes)?;
+    let mut v2 =
+        psbt_v2::v2::Psbt::deserialize(&framed.bytes).map_err(|e| PsbtError::Malformed {
+            reason: describe_v2_error(&e),
+        })?;
+    for index in framed.zero_amounts {
+        if let Some(output) = v2.outputs.get_mut(index) {
+            output.amount = Amount::ZERO;
+        }
+    }
+    if framed.trailing != 0 {
+        return Err(PsbtError::TrailingBytes {
+            count: framed.trailing,
+        });
+    }
+    Ok(DecodedPsbt {
+        psbt: v0_view(&v2)?,
+        v2: Some(v2),
+    })
+}
+
+/// A version-2 PSBT checked for what rust-psbt lets through, and the bytes to
+/// hand it.
+struct FramedV2 {
+    /// The PSBT up to the end of the last output map, with the global map's
+    /// pairs in key order (rust-psbt refuses `PSBT_GLOBAL_INPUT_COUNT` after
+    /// `PSBT_GLOBAL_OUTPUT_COUNT` as a duplicate) and every zero
+    /// `PSBT_OUT_AMOUNT` written as 1 (rust-psbt takes 0 for "missing").
+    bytes: Vec<u8>,
+    /// The outputs whose amount is 0.
+    zero_amounts: Vec<usize>,
+    /// Bytes after the last output map.
+    trailing: usize,
+}
+
+fn frame_v2(bytes: &[u8]) -> Result<FramedV2, PsbtError> {
+    let malformed = |reason: String| PsbtError::Malformed { reason };
+    let mut reader = Reader::new(bytes, MAGIC.len());
+    let global = reader
+        .map()
+        .map_err(|e| malformed(format!("global map: {e}")))?;
+    let global_end = reader.pos;
+    let count = |type_value: u8, name: &str| -> Result<u64, PsbtError> {
+        let pair = global
+            .iter()
+            .find(|p| p.key == [type_value])
+            .ok_or_else(|| malformed(format!("version 2 PSBT without {name}")))?;
+        let mut value = Reader::new(pair.value, 0);
+        let n = value
+            .compact_size()
+            .map_err(|e| malformed(format!("{name}: {e}")))?;
+        if value.pos != pair.value.len() {
+            return Err(malformed(format!(
+                "{name}: {} bytes after the compact size",
+                pair.value.len() - value.pos
+            )));
+        }
+        Ok(n)
+    };
+    let inputs = count(GLOBAL_INPUT_COUNT, "PSBT_GLOBAL_INPUT_COUNT")?;
+    let outputs = count(GLOBAL_OUTPUT_COUNT, "PSBT_GLOBAL_OUTPUT_COUNT")?;
+
+    // Each map takes at least its separator byte, so these loops end within
+    // the payload whatever the counts say.
+    let mut input = 0u64;
+    while input < inputs {
+        let map = reader
+            .map()
+            .map_err(|e| malformed(format!("input {input}: {e}")))?;
+        no_key_data(&map, &V2_INPUT_FIELDS)
+            .map_err(|name| malformed(format!("input {input}: {name} with key data")))?;
+        input += 1;
+    }
+    let mut zero_amounts = Vec::new();
+    let mut zero_offsets = Vec::new();
+    let mut output = 0u64;
+    while output < outputs {
+        let map = reader
+            .map()
+            .map_err(|e| malformed(format!("output {output}: {e}")))?;
+        no_key_data(&map, &V2_OUTPUT_FIELDS)
+            .map_err(|name| malformed(format!("output {output}: {name} with key data")))?;
+        if let Some(amount) = map
+            .iter()
+            .find(|p| p.key == [OUT_AMOUNT] && p.value == [0u8; 8])
+        {
+            // `output` < the number of maps read, which fits in memory.
+            zero_amounts.push(usize::try_from(output).unwrap_or(usize::MAX));
+            zero_offsets.push(amount.value_at);
+        }
+        output += 1;
+    }
+    let end = reader.pos;
+
+    let mut sorted: Vec<&RawPair<'_>> = global.iter().collect();
+    sorted.sort_by_key(|p| p.key);
+    let mut out = Vec::with_capacity(end);
+    out.extend_from_slice(MAGIC);
+    for pair in sorted {
+        out.extend_from_slice(pair.whole);
+    }
+    out.push(0x00);
+    out.extend_from_slice(bytes.get(global_end..end).unwrap_or_default());
+    // The global map keeps its length, so offsets past it are unchanged.
+    for at in zero_offsets {
+        if let Some(b) = out.get_mut(at) {
+            *b = 1;
+        }
+    }
+    Ok(FramedV2 {
+        bytes: out,
+        zero_amounts,
+        trailing: bytes.len() - end,
+    })
+}
+
+/// The name of the first of `fields` present with key data.
+fn no_key_data(map: &[RawPair<'_>], fields: &[(u8, &'static str)]) -> Result<(), &'static str> {
+    for pair in map {
+        if let Some((type_value, data)) = pair.key.split_first()
+            && !data.is_empty()
+            && let Some((_, name)) = fields.iter().find(|(t, _)| t == type_value)
+        {
+            return Err(name);
+        }
+    }
+    Ok(())
+}
+
+/// rust-psbt's deserialization error, described without its `Display` (a
+/// `todo!()` in rust-psbt 0.3.0).
+fn describe_v2_error(e: &psbt_v2::v2::DeserializeError) -> String {
+    use psbt_v2::v2::DeserializeError as E;
+    match e {
+        E::InvalidMagic => "invalid magic".to_owned(),
+        E::InvalidSeparator => "invalid separator".to_owned(),
+        E::NoMorePairs => "no key-value pairs".to_owned(),
+        E::DecodeGlobal(e) => format!("global map: {}", error_chain(e)),
+        E::DecodeInput(e) => format!("input map: {}", error_chain(e)),
+        E::DecodeOutput(e) => format!("output map: {}", error_chain(e)),
+        _ => "rust-psbt deserialization error".to_owned(),
+    }
+}
+
+/// The version-0 view of a version-2 PSBT (see the module documentation).
+fn v0_view(v2: &psbt_v2::v2::Psbt) -> Result<Psbt, PsbtError> {
+    let malformed = |reason: String| PsbtError::Malformed { reason };
+    for (i, input) in v2.inputs.iter().enumerate() {
+        if input.min_height.is_some_and(|h| h.to_consensus_u32() == 0) {
+            return Err(malformed(format!(
+                "input {i}: PSBT_IN_REQUIRED_HEIGHT_LOCKTIME of 0 (BIP-370: greater than 0)"
+            )));
+        }
+    }
+    let lock_time = v2.determine_lock_time().map_err(|_| {
+        malformed(
+            "no lock time satisfies every input: one requires a height, another a time \
+             (BIP-370 lock time determination)"
+                .to_owned(),
+        )
+    })?;
+    let unsigned_tx = Transaction {
+        version: v2.global.tx_version,
+        lock_time,
+        input: v2
+            .inputs
+            .iter()
+            .map(|i| TxIn {
+                previous_output: OutPoint {
+                    txid: i.previous_txid,
+                    vout: i.spent_output_index,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: i.sequence.unwrap_or(Sequence::MAX),
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: v2
+            .outputs
+            .iter()
+            .map(|o| TxOut {
+                value: o.amount,
+                script_pubkey: o.script_pubkey.clone(),
+            })
+            .collect(),
+    };
+    let inputs = v2
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            Ok(::bitcoin::psbt::Input {
+                non_witness_utxo: input.non_witness_utxo.clone(),
+                witness_utxo: input.witness_utxo.clone(),
+                partial_sigs: input.partial_sigs.clone(),
+                sighash_type: input
+                    .sighash_type
+                    .map(|t| ::bitcoin::psbt::PsbtSighashType::from_u32(t.to_u32())),
+                redeem_script: input.redeem_script.clone(),
+                witness_script: input.witness_script.clone(),
+                bip32_derivation: secp_keys(&input.bip32_derivations)
+                    .map_err(|k| malformed(format!("input {i}: {k}")))?,
+                final_script_sig: input.final_script_sig.clone(),
+                final_script_witness: input.final_script_witness.clone(),
+                ripemd160_preimages: input.ripemd160_preimages.clone(),
+                sha256_preimages: input.sha256_preimages.clone(),
+                hash160_preimages: input.hash160_preimages.clone(),
+                hash256_preimages: input.hash256_preimages.clone(),
+                tap_key_sig: input.tap_key_sig,
+                tap_script_sigs: input.tap_script_sigs.clone(),
+                tap_scripts: input.tap_scripts.clone(),
+                tap_key_origins: input.tap_key_origins.clone(),
+                tap_internal_key: input.tap_internal_key,
+                tap_merkle_root: input.tap_merkle_root,
+                proprietary: proprietary(&input.proprietaries),
+                unknown: unknown(&input.unknowns),
+            })
+        })
+        .collect::<Result<Vec<_>, PsbtError>>()?;
+    let outputs = v2
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, output)| {
+            Ok(::bitcoin::psbt::Output {
+                redeem_script: output.redeem_script.clone(),
+                witness_script: output.witness_script.clone(),
+                bip32_derivation: secp_keys(&output.bip32_derivations)
+                    .map_err(|k| malformed(format!("output {i}: {k}")))?,
+                tap_internal_key: output.tap_internal_key,
+                tap_tree: output.tap_tree.clone(),
+                tap_key_origins: output.tap_key_origins.clone(),
+                proprietary: proprietary(&output.proprietaries),
+                unknown: unknown(&output.unknowns),
+            })
+        })
+        .collect::<Result<Vec<_>, PsbtError>>()?;
+    Ok(Psbt {
+        unsigned_tx,
+        version: 0,
+        xpub: v2.global.xpubs.clone(),
+        proprietary: proprietary(&v2.global.proprietaries),
+        unknown: unknown(&v2.global.unknowns),
+        inputs,
+        outputs,
+    })
+}
+
+/// BIP-32 derivations keyed by the secp256k1 point, as version 0 has them;
+/// a point given both compressed and uncompressed is refused.
+fn secp_keys(
+    map: &std::collections::BTreeMap<::bitcoin::PublicKey, KeySource>,
+) -> Result<std::collections::BTreeMap<secp256k1::PublicKey, KeySource>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, source) in map {
+        if out.insert(key.inner, source.clone()).is_some() {
+            return Err(format!(
+                "BIP-32 derivation of {} given both compressed and uncompressed",
+                key.inner
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn proprietary(
+    map: &std::collections::BTreeMap<psbt_v2::raw::ProprietaryKey, Vec<u8>>,
+) -> std::collections::BTreeMap<::bitcoin::psbt::raw::ProprietaryKey, Vec<u8>> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                ::bitcoin::psbt::raw::ProprietaryKey {
+                    prefix: k.prefix.clone(),
+                    subtype: k.subtype,
+                    key: k.key.clone(),
+                },
+                v.clone(),
+            )
+        })
+        .collect()
+}
+
+fn unknown(
+    map: &std::collections::BTreeMap<psbt_v2::raw::Key, Vec<u8>>,
+) -> std::collections::BTreeMap<::bitcoin::psbt::raw::Key, Vec<u8>> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                ::bitcoin::psbt::raw::Key {
+                    type_value: k.type_value,
+                    key: k.key.clone(),
+                },
+                v.clone(),
+            )
+        })
+        .collect()
+}
+
+/// One key-value pair of a PSBT map (BIP-174 framing only).
+struct RawPair<'a> {
+    /// `<keytype> <keydata>`.
+    key: &'a [u8],
+    value: &'a [u8],
+    /// Where `value` starts in the whole input.
+    value_at: usize,
+    /// The pair as encoded (lengths included).
+    whole: &'a [u8],
+}
+
+/// A cursor over PSBT bytes that only follows BIP-174's map framing.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], pos: usize) -> Self {
+        Self { bytes, pos }
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= rest.len())
+            .ok_or_else(|| format!("{n} bytes announced, {} left", rest.len()))?;
+        let out = rest.get(..n).unwrap_or_default();
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// A compact size (canonical, as rust-bitcoin reads them).
+    fn compact_size(&mut self) -> Result<u64, String> {
+        let first = *self.take(1)?.first().ok_or("truncated")?;
+        let (len, min) = match first {
+            0xfd => (2, 0xfd),
+            0xfe => (4, 0x1_0000),
+            0xff => (8, 0x1_0000_0000),
+            n => return Ok(u64::from(n)),
+        };
+        let mut buf = [0u8; 8];
+        buf.get_mut(..len)
+            .ok_or("compact size")?
+            .copy_from_slice(self.take(len as u64)?);
+        let value = u64::from_le_bytes(buf);
+        if value < min {
+            return Err(format!("non-minimal compact size {value}"));
+        }
+        Ok(value)
+    }
+
+    /// The next pair, or `None` at the map's separator.
+    fn pair(&mut self) -> Result<Option<RawPair<'a>>, String> {
+        let start = self.pos;
+        let key_len = self.compact_size()?;
+        if key_len == 0 {
+            return Ok(None);
+        }
+        let key = self.take(key_len)?;
+        let value_len = self.compact_size()?;
+        let value_at = self.pos;
+        let value = self.take(value_len)?;
+        let whole = self.bytes.get(start..self.pos).unwrap_or_default();
+        Ok(Some(RawPair {
+            key,
+            value,
+            value_at,
+            whole,
+        }))
+    }
+
+    /// A whole map up to its separator; duplicate keys refused.
+    fn map(&mut self) -> Result<Vec<RawPair<'a>>, String> {
+        let mut pairs: Vec<RawPair<'a>> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(pair) = self.pair()? {
+            if !seen.insert(pair.key) {
+                return Err(format!("duplicate key {}", hex::encode(pair.key)));
+            }
+            pairs.push(pair);
+        }
+        Ok(pairs)
+    }
 }
 
 /// An error's message followed by its sources'.
@@ -396,7 +1084,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Checks every input against `key`, computes the sighashes and sums the
-/// amounts.
+/// amounts. A [`DecodedPsbt`] (of either version) is analyzed through its
+/// version-0 view: `analyze(&decoded, …)` takes it as it is.
 pub fn analyze(psbt: &Psbt, key: &SigningKey, network: Network) -> Result<PsbtSummary, PsbtError> {
     check_network(psbt, network)?;
     let tx = &psbt.unsigned_tx;
@@ -487,13 +1176,44 @@ pub fn input_sighash(
 /// each against its input's sighash and key, and finalizes those inputs.
 /// Returns the updated PSBT and, when every input is final, the raw signed
 /// transaction (consensus encoding).
-pub fn finalize(
+///
+/// `psbt` is a version-0 [`Psbt`] or a [`DecodedPsbt`]; the result has the
+/// same type and, for a [`DecodedPsbt`], the same PSBT version: a version-2
+/// PSBT comes back as version 2 (its finalized inputs with
+/// `PSBT_IN_FINAL_SCRIPTWITNESS`, its Inputs and Outputs Modifiable flags
+/// cleared), for [`to_base64`] or [`DecodedPsbt::serialize`].
+pub fn finalize<P: PsbtForm>(
+    psbt: &P,
+    key: &SigningKey,
+    signatures: &[(usize, Vec<u8>)],
+) -> Result<(P, Option<Vec<u8>>), PsbtError> {
+    let (finalized, witnesses) = finalize_view(psbt.view(), key, signatures)?;
+    let out = psbt.with_finalized(finalized, &witnesses)?;
+    let view = out.view();
+    let all_final = view
+        .inputs
+        .iter()
+        .all(|i| i.final_script_witness.is_some() || i.final_script_sig.is_some());
+    let raw = if all_final {
+        Some(consensus::encode::serialize(
+            &view.clone().extract_tx_unchecked_fee_rate(),
+        ))
+    } else {
+        None
+    };
+    Ok((out, raw))
+}
+
+/// [`finalize`] on the version-0 view: the finalized view and the witness
+/// of each input finalized.
+fn finalize_view(
     psbt: &Psbt,
     key: &SigningKey,
     signatures: &[(usize, Vec<u8>)],
-) -> Result<(Psbt, Option<Vec<u8>>), PsbtError> {
+) -> Result<(Psbt, Vec<(usize, Witness)>), PsbtError> {
     let resolved = Resolved::new(key)?;
     let mut out = psbt.clone();
+    let mut witnesses = Vec::with_capacity(signatures.len());
     for (index, sig) in signatures {
         let index = *index;
         let prepared = prepare_input(&out, index, &resolved)?;
@@ -564,20 +1284,52 @@ pub fn finalize(
             input: index,
             count: psbt.inputs.len(),
         })?;
-        finalize_input(input, witness);
+        finalize_input(input, witness.clone());
+        witnesses.push((index, witness));
     }
-    let all_final = out
-        .inputs
-        .iter()
-        .all(|i| i.final_script_witness.is_some() || i.final_script_sig.is_some());
-    let raw = if all_final {
-        Some(consensus::encode::serialize(
-            &out.clone().extract_tx_unchecked_fee_rate(),
-        ))
-    } else {
-        None
+    Ok((out, witnesses))
+}
+
+/// A threshold signature over `input`'s sighash in the form [`finalize`]
+/// takes: a 64-byte BIP-340 signature as is (`SIGHASH_DEFAULT`) or with the
+/// byte `0x01` (`SIGHASH_ALL`); a 64-byte ECDSA `r ‖ s` normalized to low-S
+/// (BIP-146) and DER-encoded with the byte `0x01`.
+pub fn psbt_signature(input: &InputSummary, signature: &[u8]) -> Result<Vec<u8>, PsbtError> {
+    let bad = |reason: String| PsbtError::BadSignature {
+        input: input.index,
+        reason,
     };
-    Ok((out, raw))
+    if signature.len() != 64 {
+        return Err(bad(format!(
+            "a threshold signature is 64 bytes, got {}",
+            signature.len()
+        )));
+    }
+    match input.sighash_type {
+        SighashKind::TaprootDefault => Ok(signature.to_vec()),
+        SighashKind::TaprootAll => {
+            let mut out = signature.to_vec();
+            out.push(TapSighashType::All as u8);
+            Ok(out)
+        }
+        SighashKind::EcdsaAll => {
+            let mut sig = secp256k1::ecdsa::Signature::from_compact(signature)
+                .map_err(|e| bad(e.to_string()))?;
+            sig.normalize_s();
+            Ok(::bitcoin::ecdsa::Signature {
+                signature: sig,
+                sighash_type: EcdsaSighashType::All,
+            }
+            .to_vec())
+        }
+    }
+}
+
+/// The PSBT as base64 text (BIP-174's text form), in its own version: a
+/// [`DecodedPsbt`] decoded from version 2 is encoded as version 2.
+pub fn to_base64<P: PsbtForm>(psbt: &P) -> String {
+    use ::bitcoin::base64::Engine as _;
+    ::bitcoin::base64::engine::general_purpose::STANDARD.encode(psbt.to_bytes())
 }
 
 /// BIP-174's input finalizer: set the final witness, clear everything but
@@ -591,6 +1343,25 @@ fn finalize_input(input: &mut ::bitcoin::psbt::Input, witness: Witness) {
         unknown: std::mem::take(&mut input.unknown),
         ..Default::default()
     };
+    *input = kept;
+}
+
+/// [`finalize_input`] for a version-2 input: the fields its transaction is
+/// built from (previous txid, output index, sequence, required lock times)
+/// are kept too.
+fn finalize_v2_input(input: &mut psbt_v2::v2::Input, witness: Witness) {
+    let mut kept = psbt_v2::v2::Input::new(&OutPoint {
+        txid: input.previous_txid,
+        vout: input.spent_output_index,
+    });
+    kept.sequence = input.sequence;
+    kept.min_time = input.min_time;
+    kept.min_height = input.min_height;
+    kept.non_witness_utxo = input.non_witness_utxo.take();
+    kept.witness_utxo = input.witness_utxo.take();
+    kept.final_script_witness = Some(witness);
+    kept.proprietaries = std::mem::take(&mut input.proprietaries);
+    kept.unknowns = std::mem::take(&mut input.unknowns);
     *input = kept;
 }
 
@@ -1013,6 +1784,37 @@ fn path_string(indices: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_sizes_must_be_minimal() {
+        let read = |bytes: &[u8]| Reader::new(bytes, 0).compact_size();
+        assert_eq!(read(&[0xfc]), Ok(0xfc));
+        assert_eq!(read(&[0xfd, 0xfd, 0x00]), Ok(0xfd));
+        assert_eq!(read(&[0xfe, 0x00, 0x00, 0x01, 0x00]), Ok(0x1_0000));
+        assert_eq!(read(&[0xff, 0, 0, 0, 0, 1, 0, 0, 0]), Ok(0x1_0000_0000));
+        assert!(read(&[0xfd, 0xfc, 0x00]).is_err());
+        assert!(read(&[0xfe, 0xff, 0xff, 0x00, 0x00]).is_err());
+        assert!(read(&[0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+        assert!(read(&[0xfd, 0x01]).is_err());
+        assert!(read(&[]).is_err());
+    }
+
+    #[test]
+    fn the_version_is_read_from_the_global_map_only() {
+        // Global map: an unknown pair, then PSBT_GLOBAL_VERSION 2.
+        let mut v2 = MAGIC.to_vec();
+        v2.extend_from_slice(&[0x02, 0xf0, 0x00, 0x01, 0xaa]);
+        v2.extend_from_slice(&[0x01, 0xfb, 0x04, 2, 0, 0, 0, 0x00]);
+        assert_eq!(global_version(&v2), Some(2));
+        // A version key in the first input map is not the PSBT's version.
+        let mut v0 = MAGIC.to_vec();
+        v0.extend_from_slice(&[0x00, 0x01, 0xfb, 0x04, 2, 0, 0, 0, 0x00]);
+        assert_eq!(global_version(&v0), None);
+        // A version that is not 4 bytes is left for the parser to refuse.
+        let mut odd = MAGIC.to_vec();
+        odd.extend_from_slice(&[0x01, 0xfb, 0x01, 2, 0x00]);
+        assert_eq!(global_version(&odd), None);
+    }
 
     #[test]
     fn path_strings() {
