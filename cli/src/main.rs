@@ -21,8 +21,8 @@ use sigil_cli::output::Output;
 mod cmd;
 
 use cmd::{
-    Context, approvals, audit, backup, bench, dev, drill, eth, health, key, nodes, policy, sign,
-    up, verify,
+    Context, approvals, audit, backup, bench, chain, dev, drill, eth, health, key, nodes, policy,
+    sign, up, verify,
 };
 
 #[derive(Parser, Debug)]
@@ -68,6 +68,21 @@ enum Command {
     Eth {
         #[command(subcommand)]
         command: eth::EthCommand,
+    },
+    /// Bitcoin: sign PSBTs (Taproot with frost-taproot keys, P2WPKH with ECDSA keys).
+    Btc {
+        #[command(subcommand)]
+        command: chain::BtcCommand,
+    },
+    /// Solana: sign transaction messages with frost-ed25519 keys.
+    Sol {
+        #[command(subcommand)]
+        command: chain::SolCommand,
+    },
+    /// TRON: sign transactions with ECDSA keys.
+    Tron {
+        #[command(subcommand)]
+        command: chain::TronCommand,
     },
     /// Benchmarks against a running cluster.
     Bench {
@@ -135,6 +150,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sign(args) => sign::run(&ctx, args).await,
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Eth { command } => eth::run(&ctx, command).await,
+        Command::Btc { command } => chain::run_btc(&ctx, command).await,
+        Command::Sol { command } => chain::run_sol(&ctx, command).await,
+        Command::Tron { command } => chain::run_tron(&ctx, command).await,
         Command::Bench { command } => bench::run(&ctx, command).await,
         Command::Audit { command } => audit::run(&ctx, command).await,
         Command::Policy { command } => policy::run(&ctx, command).await,

@@ -4,8 +4,8 @@
 //! key creation for every FROST scheme, signing (every request carries an
 //! intent signed by the dev `signer` identity), offline verification (valid
 //! and tampered), idempotent retries, the signing load generator, signed
-//! policies (propose, officers sign, apply) enforced on `eth sign-tx`, and
-//! the approval round trip.
+//! policies (propose, officers sign, apply) enforced on `eth sign-tx`, the
+//! approval round trip, and `btc sign-psbt`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -827,5 +827,72 @@ required = 1
         "{tx}"
     );
     assert_eq!(tx["idempotency_key"], "pay-7");
+    env.stop().await;
+}
+
+/// CLI: `btc sign-psbt` signs a Taproot key-path spend of a frost-taproot
+/// key; Bitcoin Core's script interpreter accepts the transaction printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn btc_sign_psbt_prints_a_transaction_bitcoin_core_accepts() {
+    use bitcoin::hashes::Hash as _;
+    use bitcoin::key::TweakedPublicKey;
+    use bitcoin::secp256k1::XOnlyPublicKey;
+    use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+
+    let env = Env::start().await;
+    let key = env.create_key("frost-taproot", &[]).await;
+    let key_id = str_field(&key, "key_id").to_owned();
+    let q = hex::decode(str_field(&key, "public_key")).expect("hex");
+    let ours = ScriptBuf::new_p2tr_tweaked(TweakedPublicKey::dangerous_assume_tweaked(
+        XOnlyPublicKey::from_slice(&q).expect("x-only key"),
+    ));
+    let tx = Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::Txid::from_byte_array([7; 32]),
+                vout: 1,
+            },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(9_000),
+            script_pubkey: ScriptBuf::new_op_return([1u8, 2, 3]),
+        }],
+    };
+    let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx).expect("unsigned");
+    psbt.inputs[0].witness_utxo = Some(TxOut {
+        value: Amount::from_sat(10_000),
+        script_pubkey: ours.clone(),
+    });
+    let file = env.data_dir.join("spend.psbt");
+    std::fs::write(&file, psbt.to_string()).expect("write the PSBT (base64)");
+
+    let signed = env
+        .json(&[
+            "btc",
+            "sign-psbt",
+            "--key",
+            &key_id,
+            "--psbt",
+            file.to_str().expect("utf-8 path"),
+        ])
+        .await;
+    let raw = hex::decode(str_field(&signed, "raw_transaction")).expect("hex");
+    let utxo = bitcoinconsensus::Utxo {
+        script_pubkey: ours.as_bytes().as_ptr(),
+        script_pubkey_len: u32::try_from(ours.len()).expect("small"),
+        value: 10_000,
+    };
+    bitcoinconsensus::verify(ours.as_bytes(), 10_000, &raw, Some(&[utxo]), 0)
+        .expect("Bitcoin Core accepts the spend");
+    assert_eq!(
+        str_field(&signed, "transaction_id"),
+        psbt.unsigned_tx.compute_txid().to_string()
+    );
+    assert!(!str_field(&signed, "psbt").is_empty());
     env.stop().await;
 }

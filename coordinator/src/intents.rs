@@ -59,7 +59,9 @@ pub struct SignJob {
     /// unchanged, with the approvals collected for it attached.
     pub signed: pb::SignedIntent,
     pub verified: VerifiedIntent,
-    pub input: SignInput,
+    /// One engine input per signature the payload needs (a PSBT: one per
+    /// input), in order; every other payload has one.
+    pub inputs: Vec<SignInput>,
     /// Distinct nodes that must count the spend before any share is issued.
     pub accounting_quorum: u16,
 }
@@ -209,7 +211,7 @@ impl Coordinator {
             &self.tls,
             Some(&signed),
             &key.key_id,
-            scheme,
+            sigil_policy::KeyView::new(scheme, &key.public_key, &key.public_key_package),
             &self.intent_limits(),
             now_ms(),
         )
@@ -313,13 +315,21 @@ impl Coordinator {
                 });
             }
         }
-        let input = SignInput::new(
-            scheme,
-            &verified.parsed.message,
-            verified.parsed.encoding,
-            &verified.intent.derivation_path,
-        )
-        .map_err(|e| CoordinatorError::InvalidRequest(e.to_string()))?;
+        let intent_path = verified.intent.derivation_path.as_str();
+        let inputs = verified
+            .parsed
+            .parts
+            .iter()
+            .map(|part| {
+                SignInput::new(scheme, &part.message, part.encoding, part.path(intent_path))
+                    .map_err(|e| CoordinatorError::InvalidRequest(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if inputs.is_empty() {
+            return Err(CoordinatorError::InvalidRequest(
+                "the payload has nothing to sign".into(),
+            ));
+        }
         let accounting_quorum = policy.rules.accounting_quorum.unwrap_or(key.threshold);
         if usize::from(accounting_quorum) > key.participants.len() {
             return Err(denied(
@@ -335,7 +345,7 @@ impl Coordinator {
             scheme,
             signed,
             verified,
-            input,
+            inputs,
             accounting_quorum,
         })
     }
@@ -361,10 +371,11 @@ impl Coordinator {
         if !req.derivation_path.is_empty() && req.derivation_path != intent.derivation_path {
             return disagree("derivation_path");
         }
+        let first = verified.parsed.first();
         if !req.message.is_empty()
-            && (req.message != verified.parsed.message
-                || req.encoding
-                    != sigil_proto::convert::encoding_to_wire(verified.parsed.encoding) as i32)
+            && (verified.parsed.parts.len() != 1
+                || req.message != first.message
+                || req.encoding != sigil_proto::convert::encoding_to_wire(first.encoding) as i32)
         {
             return disagree("message");
         }

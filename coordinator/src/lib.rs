@@ -35,6 +35,7 @@ pub mod roles;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod transactions;
 
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;

@@ -254,7 +254,12 @@ impl Coordinator {
                 actor: actor.to_owned(),
                 key_id: job.key.key_id.clone(),
                 request_id: idempotency_key.clone(),
-                digest: signed_digest(job.input.signed_bytes()),
+                digest: signed_digest(
+                    job.inputs
+                        .first()
+                        .map(engine::SignInput::signed_bytes)
+                        .unwrap_or_default(),
+                ),
             };
             let resp = self.sign_with_retries(&job, &audit).await?;
             Ok::<_, CoordinatorError>((resp, audit, !job.signed.approvals.is_empty()))
@@ -301,12 +306,45 @@ impl Coordinator {
         }
     }
 
+    /// Signs every part of the job's payload in order (one session each;
+    /// see docs/chains.md) and assembles the chain's transaction.
     async fn sign_with_retries(
         &self,
         job: &SignJob,
         audit: &SignAudit,
     ) -> Result<pb::SignResponse, CoordinatorError> {
-        let (key, scheme) = (&job.key, job.scheme);
+        let mut parts = Vec::with_capacity(job.inputs.len());
+        let mut signers = Vec::new();
+        for part in 0..job.inputs.len() {
+            let (signed, by) = self.sign_part(job, part, audit).await?;
+            if part == 0 {
+                signers = by;
+            }
+            parts.push(signed);
+        }
+        let transaction = crate::transactions::assemble(job, &parts)?;
+        let first = parts.first().cloned().unwrap_or_default();
+        Ok(pb::SignResponse {
+            signature: first.signature,
+            public_key: first.public_key,
+            scheme: scheme_to_wire(job.scheme) as i32,
+            recovery_id: first.recovery_id,
+            session_id: first.session_id,
+            signers: signers.into_iter().map(u32::from).collect(),
+            replayed: false,
+            parts: if parts.len() > 1 { parts } else { Vec::new() },
+            transaction,
+        })
+    }
+
+    /// Signs part `part` of the job's payload, retrying with other quorums.
+    async fn sign_part(
+        &self,
+        job: &SignJob,
+        part: usize,
+        audit: &SignAudit,
+    ) -> Result<(pb::PartSignature, Vec<u16>), CoordinatorError> {
+        let key = &job.key;
         // Nodes a protocol named as cheaters stay out of this key's quorums
         // until an operator clears them; DKLs23 bans until a refresh or reshare.
         let records = self.store.list_exclusions(Some(&key.key_id)).await?;
@@ -371,7 +409,10 @@ impl Coordinator {
                     )));
                 }
             };
-            match self.sign_attempt(job, &quorum, &excluded, audit).await {
+            match self
+                .sign_attempt(job, part, &quorum, &excluded, audit)
+                .await
+            {
                 Attempt::Signed {
                     signature,
                     signers,
@@ -381,15 +422,14 @@ impl Coordinator {
                         self.pin_unattributed_failure(key, &unattributed, &signers, &last_reason)
                             .await;
                     }
-                    return Ok(pb::SignResponse {
+                    let signed = pb::PartSignature {
+                        part: u32::try_from(part).unwrap_or(u32::MAX),
                         signature: signature.bytes,
                         public_key: signature.public_key,
-                        scheme: scheme_to_wire(scheme) as i32,
                         recovery_id: signature.recovery_id.map(u32::from).unwrap_or(0),
                         session_id: session.to_string(),
-                        signers: signers.into_iter().map(u32::from).collect(),
-                        replayed: false,
-                    });
+                    };
+                    return Ok((signed, signers));
                 }
                 Attempt::Exclude {
                     nodes,
@@ -429,6 +469,7 @@ impl Coordinator {
     async fn sign_attempt(
         &self,
         job: &SignJob,
+        part: usize,
         quorum: &[crate::nodes::NodeConn],
         excluded: &BTreeSet<u16>,
         audit: &SignAudit,
@@ -449,7 +490,7 @@ impl Coordinator {
         };
         let (recorded, attempt) = tokio::join!(
             record,
-            self.run_sign_attempt(job, quorum, excluded, session, &signers, gated)
+            self.run_sign_attempt(job, part, quorum, excluded, session, &signers, gated)
         );
         if let Err(e) = recorded {
             return Attempt::Fatal(e);
@@ -494,16 +535,24 @@ impl Coordinator {
             .await;
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_sign_attempt(
         &self,
         job: &SignJob,
+        part: usize,
         quorum: &[crate::nodes::NodeConn],
         excluded: &BTreeSet<u16>,
         session: SessionId,
         signers: &[u16],
         gate: tokio::sync::oneshot::Receiver<bool>,
     ) -> Attempt {
-        let (key, scheme, input) = (&job.key, job.scheme, &job.input);
+        let (key, scheme) = (&job.key, job.scheme);
+        let (Some(input), Some(wire)) = (job.inputs.get(part), job.verified.parsed.parts.get(part))
+        else {
+            return Attempt::Fatal(CoordinatorError::InvalidRequest(format!(
+                "the payload has no part {part}"
+            )));
+        };
         let signers = signers.to_vec();
         let ids: Vec<NodeId> = match signers.iter().map(|s| NodeId::new(*s)).collect() {
             Ok(ids) => ids,
@@ -528,12 +577,13 @@ impl Coordinator {
             kind: Some(pb::start_session_request::Kind::Sign(pb::SignSession {
                 key_id: key.key_id.clone(),
                 epoch: key.epoch,
-                message: job.verified.parsed.message.clone(),
-                derivation_path: job.verified.intent.derivation_path.clone(),
-                encoding: encoding_to_wire(job.verified.parsed.encoding) as i32,
+                message: wire.message.clone(),
+                derivation_path: wire.path(&job.verified.intent.derivation_path).to_owned(),
+                encoding: encoding_to_wire(wire.encoding) as i32,
                 intent: Some(job.signed.clone()),
                 receipts,
                 epoch_test: false,
+                part: u32::try_from(part).unwrap_or(u32::MAX),
             })),
             ..Default::default()
         };

@@ -40,8 +40,8 @@ use sigil_policy::{
     ApprovalNeed, Decision, EvalRequest, IntentLimits, Officers, PolicyDocument, PolicyRules,
 };
 use sigil_proto::v1 as pb;
+use sigil_protocol::NodeId;
 use sigil_protocol::engine::SignInput;
-use sigil_protocol::{NodeId, Scheme};
 use sigil_tls::{Identity, ReloadableTls};
 
 use crate::NodeError;
@@ -188,18 +188,18 @@ impl NodePolicy {
         })
     }
 
-    /// Verifies a signed intent for `key_id` and parses its payload for `scheme`.
+    /// Verifies a signed intent for `share`'s key and parses its payload
+    /// for that key.
     pub fn verify_intent(
         &self,
         signed: Option<&pb::SignedIntent>,
-        key_id: &str,
-        scheme: Scheme,
+        share: &StoredShare,
     ) -> Result<VerifiedIntent, NodeError> {
         Ok(sigil_policy::verify::verify_signed_intent(
             &self.tls,
             signed,
-            key_id,
-            scheme,
+            &share.key_id,
+            sigil_policy::KeyView::new(share.scheme, &share.public_key, &share.public_key_package),
             &self.limits,
             now_ms(),
         )?)
@@ -266,14 +266,16 @@ impl NodePolicy {
         let policy = self.in_force(&share.key_id).await?;
         let since = now_ms().saturating_sub(u64::try_from(DAY.as_millis()).unwrap_or(u64::MAX));
         let mut usage = BTreeMap::new();
-        for m in &verified.parsed.movements {
-            if !usage.contains_key(&m.asset) {
+        let parsed = &verified.parsed;
+        let assets = parsed.movements.iter().map(|m| &m.asset);
+        for asset in assets.chain(parsed.fee.iter().map(|f| &f.asset)) {
+            if !usage.contains_key(asset) {
                 let u = self
                     .ledger
-                    .usage(&share.key_id, &m.asset, since)
+                    .usage(&share.key_id, asset, since)
                     .await
                     .map_err(store_error)?;
-                usage.insert(m.asset.clone(), u);
+                usage.insert(asset.clone(), u);
             }
         }
         let request = EvalRequest {
@@ -376,7 +378,7 @@ impl NodePolicy {
         signed: Option<&pb::SignedIntent>,
         actor: &str,
     ) -> Result<pb::SpendReceipt, NodeError> {
-        let verified = self.verify_intent(signed, &share.key_id, share.scheme)?;
+        let verified = self.verify_intent(signed, share)?;
         let serial = self.counting.lock().await;
         let (policy, spends) = self.decide(share, &verified).await?;
         if let Some(spends) = spends
@@ -505,33 +507,61 @@ impl NodePolicy {
             )));
         }
         let scheme = share.scheme;
-        let verified = self.verify_intent(session.intent.as_ref(), &share.key_id, scheme)?;
+        let verified = self.verify_intent(session.intent.as_ref(), share)?;
         // The node signs the intent's payload and nothing else.
-        sigil_policy::check_matches(&verified.intent, &share.key_id, &session.derivation_path)
+        let intent_path = verified.intent.derivation_path.as_str();
+        sigil_policy::check_matches(&verified.intent, &share.key_id, intent_path)
             .map_err(|e| NodeError::Refused(format!("session differs from its intent: {e}")))?;
-        let encoding = sigil_proto::convert::encoding_to_wire(verified.parsed.encoding) as i32;
-        if session.message != verified.parsed.message || session.encoding != encoding {
+        let parts = verified.parsed.parts.len();
+        let part = usize::try_from(session.part)
+            .ok()
+            .and_then(|i| verified.parsed.parts.get(i))
+            .ok_or_else(|| {
+                NodeError::Refused(format!(
+                    "session part {} of a payload with {parts} signatures",
+                    session.part
+                ))
+            })?;
+        let path = part.path(intent_path);
+        if session.derivation_path != path {
+            return Err(NodeError::Refused(format!(
+                "session differs from its intent: derivation path {:?}, the payload signs at {path:?}",
+                session.derivation_path
+            )));
+        }
+        let encoding = sigil_proto::convert::encoding_to_wire(part.encoding) as i32;
+        if session.message != part.message || session.encoding != encoding {
             return Err(NodeError::Refused(
                 "session message differs from the intent's payload".into(),
             ));
         }
-        let input = SignInput::new(
-            scheme,
-            &verified.parsed.message,
-            verified.parsed.encoding,
-            &verified.intent.derivation_path,
-        )?;
+        let input = SignInput::new(scheme, &part.message, part.encoding, path)?;
         // Count (if not counted yet) and open one more session of the
-        // intent: one transaction, after the count's audit record.
-        let serial = self.counting.lock().await;
+        // intent: one transaction, after the count's audit record. Rolling
+        // limits need the check and the count serialized; without them the
+        // ledger's single statement is all there is to it.
+        let rolling = self
+            .in_force(&share.key_id)
+            .await?
+            .rules
+            .has_rolling_limits();
+        let serial = if rolling {
+            Some(self.counting.lock().await)
+        } else {
+            None
+        };
         let (policy, spends) = self.decide(share, &verified).await?;
+        let max_sessions = self
+            .config
+            .max_sessions_per_intent
+            .saturating_mul(u32::try_from(parts).unwrap_or(u32::MAX));
         let (_, counted) = self
             .ledger
             .count_and_open(
                 &record_of(&verified),
-                spends.as_deref(),
+                spends.as_deref().filter(|s| !s.is_empty()),
                 now_ms(),
-                self.config.max_sessions_per_intent,
+                max_sessions,
             )
             .await
             .map_err(intent_use)?;

@@ -185,7 +185,7 @@ impl BackupSecretKey {
 
     /// The secret in hex, for its file (mode 0600, offline).
     pub fn to_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(hex::encode(self.secret.as_ref()))
+        Zeroizing::new(hex::encode(&self.secret[..]))
     }
 
     pub fn public_key(&self) -> BackupPublicKey {

@@ -130,10 +130,19 @@ pub(crate) fn normalize_address(chain: &str, address: &str) -> Result<String, St
                 ))
             }
         }
-        Some(_) => {
-            if !address.is_empty()
+        Some(family) => {
+            // Forms decoders produce besides plain addresses: a Bitcoin
+            // output script without an address (`script:<hex>`), and a
+            // Solana token account naming the asset of a plain SPL
+            // `Transfer` (`token-account:<Base58>`).
+            let bare = match family {
+                Family::Bitcoin => address.strip_prefix("script:").unwrap_or(address),
+                Family::Solana => address.strip_prefix("token-account:").unwrap_or(address),
+                _ => address,
+            };
+            if !bare.is_empty()
                 && address.len() <= 128
-                && address.bytes().all(|b| b.is_ascii_alphanumeric())
+                && bare.bytes().all(|b| b.is_ascii_alphanumeric())
             {
                 Ok(address.to_owned())
             } else {

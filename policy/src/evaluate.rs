@@ -9,12 +9,12 @@
 //! | 0 | the rules validate ([`PolicyRules::validate`]) | deny `invalid_policy` |
 //! | 1 | the requester is one of `requesters` | deny `requesters` |
 //! | 2 | raw messages, raw digests and EIP-191 messages need `allow_raw` | deny `raw_signing` |
-//! | 3 | an EVM contract call carrying an ERC-20 movement selector (`transfer`, `transferFrom`, `approve`) that did not decode exactly | deny `contracts.erc20_selector` |
-//! | 4 | any other contract call needs a `contracts` entry for its chain, address and selector (an exact ERC-20 movement needs none: its token's asset entry decides) | deny `contracts` |
+//! | 3 | an EVM or TRON contract call carrying an ERC-20 movement selector (`transfer`, `transferFrom`, `approve`) that did not decode exactly | deny `contracts.erc20_selector` |
+//! | 4 | every other call needs a `contracts` entry for its chain, address and selector (an exact ERC-20 movement needs none: its token's asset entry decides; a Solana program, which has no selectors, needs an entry without `selectors`) | deny `contracts` |
 //! | 5 | each movement: its destination is not on its chain's denylist | deny `destinations.deny` |
 //! | 6 | each movement: its chain's allowlist, if not empty, names the destination | deny `destinations.allow` |
 //! | 7 | each asset moved: an `assets` entry for the exact asset, else `*` | deny `no_allowance` |
-//! | 8 | each asset: the sum of its movements in this payload ≤ `max_per_tx` | deny `assets[i].max_per_tx` |
+//! | 8 | each asset: the sum of its movements in this payload (and its fee, where the payload fixes one: Bitcoin) ≤ `max_per_tx` | deny `assets[i].max_per_tx` |
 //! | 9 | each asset: counted amount of the last 24 h + this sum ≤ `max_per_day` | deny `assets[i].max_per_day` |
 //! | 10 | each asset: counted spends of the last 24 h + 1 ≤ `max_count_per_day` | deny `assets[i].max_count_per_day` |
 //! | 11 | each asset: the tier with the highest `above` that the sum exceeds (exact asset before `*` at equal `above`) has `required` distinct approvals from members of its group | needs approval `approval_tiers[i]` |
@@ -36,7 +36,7 @@ use crate::amount::Amount;
 use crate::chain::{ANY_ASSET, Family, unit_of};
 use crate::document::{AssetRule, PolicyRules};
 use crate::payload::evm::ERC20_MOVEMENT_SELECTORS;
-use crate::payload::{Parsed, PayloadKind};
+use crate::payload::{Call, Parsed, PayloadKind};
 
 /// What a node counted for one asset of a key in the last 24 hours.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -175,22 +175,28 @@ fn decide(
         }
     }
 
-    // Per asset: what this payload moves in total, in order of appearance.
+    // Per asset: what this payload moves in total, in order of appearance;
+    // the fee leaves the key too, so it counts in its asset's limits.
     let mut totals: Vec<(String, Amount)> = Vec::new();
-    for m in &parsed.movements {
-        match totals.iter_mut().find(|(asset, _)| *asset == m.asset) {
+    let fee = parsed.fee.iter().map(|f| (&f.asset, f.amount));
+    for (asset, amount) in parsed
+        .movements
+        .iter()
+        .map(|m| (&m.asset, m.amount))
+        .chain(fee)
+    {
+        match totals.iter_mut().find(|(a, _)| a == asset) {
             Some((_, total)) => {
-                *total = total.checked_add(m.amount).ok_or_else(|| {
+                *total = total.checked_add(amount).ok_or_else(|| {
                     deny(
                         "amount_overflow",
-                        format!("the amounts of {} in this payload overflow", m.asset),
+                        format!("the amounts of {asset} in this payload overflow"),
                     )
                 })?;
             }
-            None => totals.push((m.asset.clone(), m.amount)),
+            None => totals.push((asset.clone(), amount)),
         }
     }
-
     for (asset, total) in &totals {
         check_limits(rules, asset, *total, usage)?;
     }
@@ -201,16 +207,39 @@ fn decide(
 }
 
 fn check_contract_call(rules: &PolicyRules, parsed: &Parsed) -> Result<(), Decision> {
-    let (Some(chain), Some(contract), Some(selector)) =
-        (&parsed.chain, &parsed.contract, parsed.selector)
-    else {
-        return Err(deny(
-            "contracts",
-            "a contract call without chain, contract or method",
-        ));
+    let Some(chain) = &parsed.chain else {
+        return Err(deny("contracts", "a contract call on no named chain"));
+    };
+    if parsed.calls.is_empty() {
+        return Err(deny("contracts", "a contract call without a contract"));
+    }
+    for call in &parsed.calls {
+        check_call(rules, chain, call)?;
+    }
+    Ok(())
+}
+
+fn check_call(rules: &PolicyRules, chain: &str, call: &Call) -> Result<(), Decision> {
+    let contract = &call.contract;
+    let Some(selector) = call.selector else {
+        // Programs without selectors (Solana): an entry without selectors allows them.
+        let allowed = rules
+            .contracts
+            .iter()
+            .any(|c| c.chain == chain && c.address == *contract && c.selectors.is_empty());
+        return if allowed {
+            Ok(())
+        } else {
+            Err(deny(
+                "contracts",
+                format!("no contracts entry allows program {contract} on {chain}"),
+            ))
+        };
     };
     let method = format!("0x{}", hex::encode(selector));
-    if Family::of(chain) == Some(Family::Evm) && ERC20_MOVEMENT_SELECTORS.contains(&selector) {
+    if matches!(Family::of(chain), Some(Family::Evm | Family::Tron))
+        && ERC20_MOVEMENT_SELECTORS.contains(&selector)
+    {
         return Err(deny(
             "contracts.erc20_selector",
             format!(
@@ -219,7 +248,7 @@ fn check_contract_call(rules: &PolicyRules, parsed: &Parsed) -> Result<(), Decis
         ));
     }
     let allowed = rules.contracts.iter().any(|c| {
-        c.chain == *chain
+        c.chain == chain
             && c.address == *contract
             && (c.selectors.is_empty() || c.selectors.contains(&method))
     });

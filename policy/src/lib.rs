@@ -56,4 +56,4 @@ pub use operation::{
     KeyOperation, OPERATION_DOMAIN, OperationError, OperationKind, RequestedOperation,
     check_operation, operation_signing_bytes,
 };
-pub use payload::{Movement, Parsed, PayloadError, PayloadKind, parse};
+pub use payload::{Call, KeyView, Movement, Parsed, PayloadError, PayloadKind, SignPart, parse};

@@ -10,13 +10,20 @@
 //! |---|---|---|---|
 //! | `ethereum_transaction` | ECDSA | [`evm`]: legacy (EIP-155 only), EIP-2930, EIP-1559; ERC-20 `transfer`, `transferFrom`, `approve` | the unsigned transaction / Keccak-256 |
 //! | `eip191_message` | ECDSA | [`evm`] | `"\x19Ethereum Signed Message:\n" ‖ len ‖ msg` / Keccak-256 |
+//! | `eip712_typed_data` | ECDSA | [`eip712`]: EIP-2612, DAI and Permit2 approvals; other typed data | `0x1901 ‖ domainSeparator ‖ hashStruct` / Keccak-256 |
+//! | `bitcoin_psbt` | Taproot (FROST), ECDSA | [`bitcoin`](mod@bitcoin): PSBT v0 and v2, Taproot key path and P2WPKH | one part per input: its BIP-341 / BIP-143 sighash / RAW |
+//! | `solana_message` | Ed25519 (FROST) | [`solana`]: legacy and v0 messages, System and SPL Token transfers | the message / RAW |
+//! | `tron_transaction` | ECDSA | [`tron`]: TRX and TRC-20 transfers, contract calls | SHA-256 of `raw_data` / RAW |
 //! | `raw_message` | FROST (RAW), ECDSA (KECCAK256, SHA256) | [`raw`] | the message / its encoding |
 //! | `raw_digest` | ECDSA | [`raw`] | the 32 bytes / RAW |
 //!
-//! A new chain (Bitcoin PSBTs, Solana or TRON transactions) is a new
-//! `Payload` kind and a new decoder module producing the same [`Parsed`]
-//! (chains `bitcoin:mainnet`, `solana:mainnet`, `tron:mainnet`, ...): the
-//! evaluation and policy documents need no change.
+//! Decoders that check whose transaction it is (a PSBT input's script, a
+//! Solana fee payer, a TRON owner) compare it with the stored key
+//! ([`KeyView`]), never with anything the request claims. A payload with
+//! several signatures (a PSBT's inputs) has one [`SignPart`] per signature;
+//! the coordinator opens one session per part, each node checks the
+//! session's part against its own reading, and the spend is counted once
+//! per intent.
 //!
 //! Everything that is not understood exactly is refused with a distinct
 //! [`PayloadError`]; nothing is guessed.
@@ -29,8 +36,12 @@ use sigil_protocol::engine::{Encoding, MAX_MESSAGE_LEN};
 
 use crate::amount::Amount;
 
+pub mod bitcoin;
+pub mod eip712;
 pub mod evm;
 pub mod raw;
+pub mod solana;
+pub mod tron;
 
 /// What an operation does, as far as policies are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +60,9 @@ pub enum PayloadKind {
     RawMessage,
     /// An opaque 32-byte digest.
     RawDigest,
+    /// EIP-712 typed data that is not a known token approval: its meaning
+    /// is the verifying contract's, which Sigil cannot read.
+    TypedData,
 }
 
 impl PayloadKind {
@@ -62,6 +76,7 @@ impl PayloadKind {
             PayloadKind::PersonalMessage => "personal_message",
             PayloadKind::RawMessage => "raw_message",
             PayloadKind::RawDigest => "raw_digest",
+            PayloadKind::TypedData => "typed_data",
         }
     }
 
@@ -70,7 +85,10 @@ impl PayloadKind {
     pub fn is_raw(self) -> bool {
         matches!(
             self,
-            PayloadKind::PersonalMessage | PayloadKind::RawMessage | PayloadKind::RawDigest
+            PayloadKind::PersonalMessage
+                | PayloadKind::RawMessage
+                | PayloadKind::RawDigest
+                | PayloadKind::TypedData
         )
     }
 }
@@ -102,21 +120,138 @@ pub struct Parsed {
     /// Value moved (or allowed to be moved) away from the key. Empty for
     /// messages and for contract calls without value.
     pub movements: Vec<Movement>,
-    /// The called contract (lowercase `0x`-hex) of an EVM call, ERC-20 included.
-    pub contract: Option<String>,
-    /// The 4-byte method selector of an EVM call.
+    /// The contracts (programs) called, in order of appearance: one for an
+    /// EVM call (ERC-20 included), one per instruction of a program Sigil
+    /// does not decode for a Solana transaction. Empty for plain transfers.
+    pub calls: Vec<Call>,
+    /// The network fee the payload pays from the key (Bitcoin: inputs −
+    /// outputs), counted in its asset's limits beside the movements but
+    /// subject to no destination list. `None` where the fee is not value
+    /// the payload itself fixes (EVM gas, Solana and TRON fees).
+    pub fee: Option<Fee>,
+    /// What is signed, one part per signature, in order (a Bitcoin PSBT has
+    /// one per input; every other payload has exactly one).
+    pub parts: Vec<SignPart>,
+}
+
+/// A network fee paid from the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fee {
+    pub asset: String,
+    pub amount: Amount,
+}
+
+/// A contract (or program) call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The contract in its chain's canonical form (EVM: lowercase `0x`-hex;
+    /// Solana: the program id in Base58; TRON: the `T…` address).
+    pub contract: String,
+    /// The 4-byte method selector (EVM and TRON calls); `None` where the
+    /// chain has no selectors (Solana programs).
     pub selector: Option<[u8; 4]>,
-    /// What `SignInput::new` gets as message.
+}
+
+/// One signature a payload needs: the message and encoding
+/// `SignInput::new` gets, and the derivation path of the key that signs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignPart {
     pub message: Vec<u8>,
-    /// What `SignInput::new` gets as encoding.
     pub encoding: Encoding,
+    /// BIP-32 path of the signing key (`"m/0/7"`); `None`: the intent's own
+    /// `derivation_path`. Set when the payload names the child key itself
+    /// (a PSBT input's derivation entry).
+    pub derivation_path: Option<String>,
+}
+
+impl SignPart {
+    /// One part signed with the intent's key.
+    pub fn new(message: Vec<u8>, encoding: Encoding) -> Self {
+        Self {
+            message,
+            encoding,
+            derivation_path: None,
+        }
+    }
+
+    /// The path this part is signed at, given the intent's path.
+    pub fn path<'a>(&'a self, intent_path: &'a str) -> &'a str {
+        self.derivation_path.as_deref().unwrap_or(intent_path)
+    }
+}
+
+/// The key a payload is read for: decoders that check a transaction's
+/// sender (TRON owner, Solana fee payer, a PSBT input's script) compare it
+/// with this key, never with anything the request claims.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyView<'a> {
+    pub scheme: Scheme,
+    /// The key's group public key (SEC1 compressed for secp256k1 schemes,
+    /// x-only-tweaked for Taproot as stored, 32 bytes for Ed25519).
+    pub public_key: &'a [u8],
+    /// The key's public key package (ECDSA: holds the BIP-32 chain code).
+    pub public_key_package: &'a [u8],
+    /// The intent's derivation path (`""` for the key itself).
+    pub derivation_path: &'a str,
+}
+
+impl<'a> KeyView<'a> {
+    /// The key itself (no derivation path).
+    pub fn new(scheme: Scheme, public_key: &'a [u8], public_key_package: &'a [u8]) -> Self {
+        Self {
+            scheme,
+            public_key,
+            public_key_package,
+            derivation_path: "",
+        }
+    }
+
+    /// The same key read at `derivation_path`.
+    pub fn at(self, derivation_path: &'a str) -> Self {
+        Self {
+            derivation_path,
+            ..self
+        }
+    }
+
+    /// The public key at the intent's derivation path.
+    pub fn signing_public_key(&self) -> Result<Vec<u8>, PayloadError> {
+        sigil_protocol::engine::public_key_for(
+            self.scheme,
+            self.public_key,
+            self.public_key_package,
+            self.derivation_path,
+        )
+        .map_err(|e| PayloadError::Key(e.to_string()))
+    }
 }
 
 impl Parsed {
+    /// The first part (every payload has at least one).
+    pub fn first(&self) -> &SignPart {
+        static EMPTY: SignPart = SignPart {
+            message: Vec::new(),
+            encoding: Encoding::Raw,
+            derivation_path: None,
+        };
+        self.parts.first().unwrap_or(&EMPTY)
+    }
+
     /// One line a person reads (approvers, audit records), such as
     /// `evm:1 ERC-20 transfer of 2500000 evm:1/0xa0b8...eb48 to 0x1111...1111`
     /// (shortened here): amounts in base units, addresses in full.
     pub fn summary(&self) -> String {
+        let mut s = self.what();
+        if let Some(fee) = &self.fee {
+            s.push_str(&format!(", fee {} {}", fee.amount, fee.asset));
+        }
+        if self.parts.len() > 1 {
+            s.push_str(&format!(" ({} signatures)", self.parts.len()));
+        }
+        s
+    }
+
+    fn what(&self) -> String {
         let chain = self
             .chain
             .as_deref()
@@ -132,18 +267,27 @@ impl Parsed {
                 .join(" and ")
         };
         match self.kind {
+            PayloadKind::NativeTransfer if self.movements.is_empty() => {
+                format!("{chain}native transfer to the key itself")
+            }
             PayloadKind::NativeTransfer => format!("{chain}native transfer of {}", moved("to")),
             PayloadKind::TokenTransfer => format!("{chain}{token} transfer of {}", moved("to")),
             PayloadKind::TokenApproval => {
                 format!("{chain}{token} approval of {}", moved("to spender"))
             }
             PayloadKind::ContractCall => {
-                let selector = self
-                    .selector
-                    .map(|s| format!("0x{}", hex::encode(s)))
-                    .unwrap_or_else(|| "?".into());
-                let contract = self.contract.as_deref().unwrap_or("?");
-                let mut s = format!("{chain}call of method {selector} on {contract}");
+                let calls = self
+                    .calls
+                    .iter()
+                    .map(|c| match c.selector {
+                        Some(selector) => {
+                            format!("method 0x{} on {}", hex::encode(selector), c.contract)
+                        }
+                        None => format!("program {}", c.contract),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                let mut s = format!("{chain}call of {calls}");
                 if !self.movements.is_empty() {
                     s.push_str(&format!(" with {}", moved("to")));
                 }
@@ -152,15 +296,25 @@ impl Parsed {
             PayloadKind::PersonalMessage => {
                 format!(
                     "EIP-191 personal message ({} bytes signed)",
-                    self.message.len()
+                    self.first().message.len()
                 )
             }
             PayloadKind::RawMessage => format!(
                 "raw message of {} bytes ({})",
-                self.message.len(),
-                encoding_name(self.encoding)
+                self.first().message.len(),
+                encoding_name(self.first().encoding)
             ),
-            PayloadKind::RawDigest => format!("raw digest 0x{}", hex::encode(&self.message)),
+            PayloadKind::RawDigest => {
+                format!("raw digest 0x{}", hex::encode(&self.first().message))
+            }
+            PayloadKind::TypedData => {
+                let contract = self
+                    .calls
+                    .first()
+                    .map(|c| format!(" for {}", c.contract))
+                    .unwrap_or_default();
+                format!("{chain}EIP-712 typed data{contract}")
+            }
         }
     }
 }
@@ -228,11 +382,24 @@ pub enum PayloadError {
     ContractCreation,
     #[error("the call data is {0} bytes, shorter than a 4-byte method selector")]
     ShortCalldata(usize),
+    #[error("the key cannot be read: {0}")]
+    Key(String),
+    #[error("unknown network {0:?}")]
+    UnknownNetwork(String),
+    #[error("PSBT refused: {0}")]
+    Psbt(String),
+    #[error("Solana message refused: {0}")]
+    Solana(String),
+    #[error("TRON transaction refused: {0}")]
+    Tron(String),
+    #[error("EIP-712 typed data refused: {0}")]
+    TypedData(String),
 }
 
-/// Reads a payload for a key of `scheme` (see the module docs).
-pub fn parse(scheme: Scheme, payload: &pb::Payload) -> Result<Parsed, PayloadError> {
+/// Reads a payload for `key` (see the module docs).
+pub fn parse(key: &KeyView<'_>, payload: &pb::Payload) -> Result<Parsed, PayloadError> {
     use pb::payload::Kind;
+    let scheme = key.scheme;
     let kind = payload.kind.as_ref().ok_or(PayloadError::Empty)?;
     match kind {
         Kind::EthereumTransaction(tx) => {
@@ -248,16 +415,33 @@ pub fn parse(scheme: Scheme, payload: &pb::Payload) -> Result<Parsed, PayloadErr
             require_ecdsa(scheme, "raw digests")?;
             raw::parse_digest(digest)
         }
+        Kind::BitcoinPsbt(psbt) => bitcoin::parse_psbt(key, psbt),
+        Kind::SolanaMessage(message) => {
+            require(scheme, Scheme::FrostEd25519, "Solana transactions")?;
+            solana::parse_message(key, message)
+        }
+        Kind::TronTransaction(tx) => {
+            require_ecdsa(scheme, "TRON transactions")?;
+            tron::parse_transaction(key, tx)
+        }
+        Kind::Eip712TypedData(json) => {
+            require_ecdsa(scheme, "EIP-712 typed data")?;
+            eip712::parse_typed_data(json)
+        }
     }
 }
 
 fn require_ecdsa(scheme: Scheme, what: &'static str) -> Result<(), PayloadError> {
-    if scheme == Scheme::EcdsaSecp256k1 {
+    require(scheme, Scheme::EcdsaSecp256k1, what)
+}
+
+fn require(scheme: Scheme, need: Scheme, what: &'static str) -> Result<(), PayloadError> {
+    if scheme == need {
         Ok(())
     } else {
         Err(PayloadError::WrongScheme {
             what,
-            need: Scheme::EcdsaSecp256k1,
+            need,
             got: scheme,
         })
     }
@@ -275,8 +459,23 @@ fn check_len(message: &[u8]) -> Result<(), PayloadError> {
     }
 }
 
+/// [`parse`] for a key of `scheme` whose public key no decoder needs.
+#[cfg(test)]
+pub(crate) fn parse_for(scheme: Scheme, payload: &pb::Payload) -> Result<Parsed, PayloadError> {
+    parse(
+        &KeyView {
+            scheme,
+            public_key: &[],
+            public_key_package: &[],
+            derivation_path: "",
+        },
+        payload,
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use super::parse_for as parse;
     use super::*;
 
     #[test]

@@ -12,12 +12,11 @@
 use std::collections::BTreeSet;
 
 use sigil_proto::v1 as pb;
-use sigil_protocol::Scheme;
 use sigil_tls::signing::PeerKey;
 use sigil_tls::{Identity, ReloadableTls};
 
 use crate::intent::{IntentError, IntentLimits, check_intent, check_matches, decode_intent};
-use crate::payload::{Parsed, parse};
+use crate::payload::{KeyView, Parsed, parse};
 
 /// Why a signed object was refused, by the gRPC code it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,12 +88,13 @@ pub fn verify_approval(
     Ok(name)
 }
 
-/// Verifies a signed intent for `key_id` at `now_ms` and parses its payload for `scheme`.
+/// Verifies a signed intent for `key_id` at `now_ms` and parses its payload
+/// for `subject` (the key signed with) at the intent's derivation path.
 pub fn verify_signed_intent(
     tls: &ReloadableTls,
     signed: Option<&pb::SignedIntent>,
     key_id: &str,
-    scheme: Scheme,
+    subject: KeyView<'_>,
     limits: &IntentLimits,
     now_ms: u64,
 ) -> Result<VerifiedIntent, Refusal> {
@@ -139,7 +139,8 @@ pub fn verify_signed_intent(
         .payload
         .as_ref()
         .ok_or_else(|| Refusal::Invalid("payload: the intent carries no payload".into()))?;
-    let parsed = parse(scheme, payload).map_err(|e| Refusal::Invalid(format!("payload: {e}")))?;
+    let parsed = parse(&subject.at(&intent.derivation_path), payload)
+        .map_err(|e| Refusal::Invalid(format!("payload: {e}")))?;
     Ok(VerifiedIntent {
         intent,
         sha256,

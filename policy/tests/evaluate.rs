@@ -4,8 +4,8 @@
 use alloy_consensus::{SignableTransaction, TxEip1559};
 use alloy_primitives::{Address, Bytes, TxKind, U256, address};
 use sigil_policy::{
-    Amount, ApprovalNeed, Decision, EvalRequest, Parsed, PolicyDocument, PolicyRules, Usage,
-    evaluate, parse,
+    Amount, ApprovalNeed, Decision, EvalRequest, KeyView, Parsed, PolicyDocument, PolicyRules,
+    Usage, evaluate, parse,
 };
 use sigil_proto::v1 as pb;
 use sigil_protocol::Scheme;
@@ -76,7 +76,11 @@ fn tx(to: Address, value: U256, input: Vec<u8>) -> Parsed {
 }
 
 fn parse_payload(scheme: Scheme, kind: pb::payload::Kind) -> Parsed {
-    parse(scheme, &pb::Payload { kind: Some(kind) }).unwrap_or_else(|e| panic!("parses: {e}"))
+    parse(
+        &KeyView::new(scheme, &[], &[]),
+        &pb::Payload { kind: Some(kind) },
+    )
+    .unwrap_or_else(|e| panic!("parses: {e}"))
 }
 
 fn eth_transfer(to: Address, wei: u64) -> Parsed {

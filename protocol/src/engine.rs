@@ -611,6 +611,19 @@ pub fn public_key_for(
     Ok(ecdsa::derive_public_key(&package, &path.parse()?)?.0)
 }
 
+/// The BIP-32 chain code of an ECDSA key (from its public key package);
+/// `None` for FROST schemes, which have no child keys.
+pub fn chain_code(
+    scheme: Scheme,
+    public_key_package: &[u8],
+) -> Result<Option<[u8; 32]>, ProtocolError> {
+    if scheme != Scheme::EcdsaSecp256k1 {
+        return Ok(None);
+    }
+    let package = EcdsaPublicKeyPackage::from_bytes(public_key_package)?;
+    Ok(Some(*package.chain_code()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

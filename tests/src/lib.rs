@@ -150,6 +150,87 @@ impl TestCluster {
         )?)
     }
 
+    /// Creates a `threshold`-of-all key of `scheme` as the dev `operator`.
+    pub async fn create_key(
+        &self,
+        scheme: sigil_proto::v1::Scheme,
+        threshold: u32,
+    ) -> Result<sigil_proto::v1::KeyInfo> {
+        sigil_proto::v1::key_admin_client::KeyAdminClient::new(self.coordinator_as("operator")?)
+            .create_key(sigil_proto::v1::CreateKeyRequest {
+                scheme: scheme as i32,
+                threshold,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .key
+            .context("CreateKey returned no key")
+    }
+
+    /// A sign request carrying only an intent of the dev client `signer`
+    /// for `payload` at `path`.
+    pub fn intent_request(
+        &self,
+        key: &sigil_proto::v1::KeyInfo,
+        path: &str,
+        payload: sigil_proto::v1::payload::Kind,
+        idempotency_key: &str,
+    ) -> Result<sigil_proto::v1::SignRequest> {
+        Ok(sigil_proto::v1::SignRequest {
+            intent: Some(self.signer("signer")?.intent(
+                &key.key_id,
+                path,
+                payload,
+                idempotency_key,
+                sigil_cli::intent::DEFAULT_INTENT_TTL,
+            )?),
+            ..Default::default()
+        })
+    }
+
+    /// `Signing.Sign` as the dev client `signer`.
+    pub async fn sign(
+        &self,
+        req: sigil_proto::v1::SignRequest,
+    ) -> Result<sigil_proto::v1::SignResponse, tonic::Status> {
+        let channel = self
+            .coordinator_as("signer")
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        sigil_proto::v1::signing_client::SigningClient::new(channel)
+            .sign(req)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Applies the policy document `toml`, signed by `officers`, through
+    /// the coordinator's `Policy` service (as the dev `operator`).
+    pub async fn apply_policy_toml(
+        &self,
+        toml: &str,
+        officers: &[&str],
+    ) -> Result<sigil_proto::v1::ApplyPolicyResponse, tonic::Status> {
+        let internal = |e: &dyn std::fmt::Display| tonic::Status::internal(e.to_string());
+        let document = sigil_policy::PolicyDocument::from_toml(toml)
+            .map_err(|e| internal(&e))?
+            .to_document_bytes();
+        let mut signatures = Vec::new();
+        for officer in officers {
+            let signer = self.signer(officer).map_err(|e| internal(&e))?;
+            signatures.push(signer.sign_policy(&document).map_err(|e| internal(&e))?);
+        }
+        let channel = self.coordinator_as("operator").map_err(|e| internal(&e))?;
+        sigil_proto::v1::policy_client::PolicyClient::new(channel)
+            .apply_policy(sigil_proto::v1::ApplyPolicyRequest {
+                policy: Some(sigil_proto::v1::SignedPolicy {
+                    document,
+                    signatures,
+                }),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// `req` (written the pre-intent way: key, message, encoding, path,
     /// idempotency key) with the payment service's signed intent for exactly
     /// that attached, as a client of the intent API sends it. Unknown keys
@@ -510,6 +591,24 @@ impl RogueCoordinator {
                     .await?
                     .into_inner(),
             );
+        }
+        Ok(out)
+    }
+
+    /// Sends `intent` straight to each of `nodes`' `ReserveSpend`, as a
+    /// compromised coordinator would, and returns each node's refusal
+    /// (an error naming the node if one counted it).
+    pub async fn refusals(
+        &self,
+        intent: &sigil_proto::v1::SignedIntent,
+        nodes: &[u16],
+    ) -> Result<Vec<tonic::Status>> {
+        let mut out = Vec::new();
+        for id in nodes {
+            match self.receipts(intent, &[*id]).await {
+                Ok(r) => anyhow::bail!("node {id} counted the intent: {r:?}"),
+                Err(status) => out.push(status),
+            }
         }
         Ok(out)
     }

@@ -365,6 +365,7 @@ async fn sign_start(
             intent: Some(intent),
             receipts,
             epoch_test: false,
+            part: 0,
         })),
     })
 }

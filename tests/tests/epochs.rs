@@ -449,6 +449,7 @@ async fn a_rogue_coordinator_cannot_redistribute_or_sign_with_an_old_epoch() -> 
                 intent: Some(intent),
                 receipts,
                 epoch_test: false,
+                part: 0,
             })),
         })
         .await

@@ -101,6 +101,7 @@ async fn start_request(
             intent,
             receipts,
             epoch_test: false,
+            part: 0,
         })),
     })
 }

@@ -23,9 +23,7 @@ use sigil_audit::{Filter, Record, action};
 use sigil_policy::PolicyDocument;
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::approvals_client::ApprovalsClient;
-use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::policy_client::PolicyClient;
-use sigil_proto::v1::signing_client::SigningClient;
 use sigil_testkit::sigil_cli::intent::DEFAULT_INTENT_TTL;
 use sigil_testkit::{RogueCoordinator, TestCluster, session_id};
 use tonic::Code;
@@ -88,16 +86,7 @@ fn eth_tx(bytes: Vec<u8>) -> pb::payload::Kind {
 }
 
 async fn create_key(tc: &TestCluster) -> Result<pb::KeyInfo> {
-    KeyAdminClient::new(tc.coordinator_as("operator")?)
-        .create_key(pb::CreateKeyRequest {
-            scheme: pb::Scheme::EcdsaSecp256k1 as i32,
-            threshold: 2,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .key
-        .context("no key")
+    tc.create_key(pb::Scheme::EcdsaSecp256k1, 2).await
 }
 
 /// A policy document from TOML, signed by `officers`.
@@ -144,26 +133,11 @@ fn request(
     payload: pb::payload::Kind,
     idempotency_key: &str,
 ) -> Result<pb::SignRequest> {
-    Ok(pb::SignRequest {
-        intent: Some(tc.signer("signer")?.intent(
-            &key.key_id,
-            "",
-            payload,
-            idempotency_key,
-            DEFAULT_INTENT_TTL,
-        )?),
-        ..Default::default()
-    })
+    tc.intent_request(key, "", payload, idempotency_key)
 }
 
 async fn sign(tc: &TestCluster, req: pb::SignRequest) -> Result<pb::SignResponse, tonic::Status> {
-    let channel = tc
-        .coordinator_as("signer")
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    SigningClient::new(channel)
-        .sign(req)
-        .await
-        .map(tonic::Response::into_inner)
+    tc.sign(req).await
 }
 
 /// The signature of `tx` verifies under the key and recovers to it.
@@ -245,14 +219,7 @@ async fn every_node_refuses(
     rogue: &RogueCoordinator,
     intent: &pb::SignedIntent,
 ) -> Result<Vec<tonic::Status>> {
-    let mut out = Vec::new();
-    for id in [1u16, 2, 3] {
-        match rogue.receipts(intent, &[id]).await {
-            Ok(r) => anyhow::bail!("node {id} counted the intent: {r:?}"),
-            Err(status) => out.push(status),
-        }
-    }
-    Ok(out)
+    rogue.refusals(intent, &[1, 2, 3]).await
 }
 
 #[tokio::test]
@@ -821,6 +788,7 @@ async fn rogue_spend(
                 intent: Some(intent),
                 receipts,
                 epoch_test: false,
+                part: 0,
             })),
         };
         let mut accepted = 0;

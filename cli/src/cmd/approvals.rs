@@ -152,7 +152,9 @@ fn payload_summary(intent: &pb::Intent) -> String {
         }
         _ => Scheme::EcdsaSecp256k1,
     };
-    match sigil_policy::parse(scheme, payload) {
+    // Payloads read against the key (PSBTs, Solana, TRON) do not parse
+    // without it; the coordinator's summary stands for those.
+    match sigil_policy::parse(&sigil_policy::KeyView::new(scheme, &[], &[]), payload) {
         Ok(parsed) => parsed.summary(),
         Err(e) => format!("a payload that does not parse ({e})"),
     }

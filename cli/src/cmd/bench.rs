@@ -123,7 +123,7 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
         let payload = args.payload.build(scheme, &message, u64::MAX - i as u64);
         // What the nodes will sign for it, read the way they read it.
         let parsed = sigil_policy::parse(
-            scheme,
+            &sigil_policy::KeyView::new(scheme, &[], &[]),
             &pb::Payload {
                 kind: Some(payload.clone()),
             },
@@ -134,7 +134,8 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
             .await
             .with_context(|| format!("warm-up signature with key {key_id}"))?
             .into_inner();
-        let input = SignInput::new(scheme, &parsed.message, parsed.encoding, "")?;
+        let part = parsed.first();
+        let input = SignInput::new(scheme, &part.message, part.encoding, "")?;
         engine::verify(scheme, &resp.public_key, &input, &resp.signature)
             .context("the warm-up signature does not verify")?;
         warm = Some((scheme, resp.signers.len()));

@@ -34,6 +34,20 @@ pub enum EthCommand {
     /// signed transaction. The nodes receive the unsigned transaction and
     /// hash it themselves (Keccak-256), so each knows what it signs.
     SignTx(EthSignTxArgs),
+    /// Sign EIP-712 typed data (the `eth_signTypedData_v4` JSON) with an
+    /// ECDSA key and print the 65-byte signature. The nodes hash the typed
+    /// data themselves; EIP-2612 and Permit2 approvals are read as token
+    /// approvals by the key's policy, other typed data needs raw signing.
+    SignTypedData(EthSignTypedDataArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EthSignTypedDataArgs {
+    #[command(flatten)]
+    common: super::chain::CommonArgs,
+    /// A file holding the typed data as JSON (`-`: standard input).
+    #[arg(long, value_name = "PATH")]
+    file: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -85,7 +99,42 @@ pub struct EthSignTxArgs {
 pub async fn run(ctx: &Context, command: &EthCommand) -> Result<()> {
     match command {
         EthCommand::SignTx(args) => sign_tx(ctx, args).await,
+        EthCommand::SignTypedData(args) => sign_typed_data(ctx, args).await,
     }
+}
+
+async fn sign_typed_data(ctx: &Context, args: &EthSignTypedDataArgs) -> Result<()> {
+    let json = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let resp =
+        super::chain::sign_payload(ctx, &args.common, pb::payload::Kind::Eip712TypedData(json))
+            .await?;
+    let (resp, idempotency_key) = resp;
+    let mut rsv = resp.signature.clone();
+    rsv.push(27 + u8::try_from(resp.recovery_id & 1).unwrap_or(0));
+    let from = sigil_chains::ethereum_address(&resp.public_key)?;
+    ctx.out.print(
+        &json!({
+            "signature": format!("0x{}", hex::encode(&rsv)),
+            "recovery_id": resp.recovery_id,
+            "signer": from,
+            "key_id": args.common.key(),
+            "idempotency_key": idempotency_key,
+            "replayed": resp.replayed,
+        }),
+        || {
+            let mut t = Text::new();
+            t.line(format_args!("signature        0x{}", hex::encode(&rsv)));
+            t.line(format_args!("signer           {from}"));
+            t.line(format_args!("idempotency key  {idempotency_key}"));
+            t.into()
+        },
+    );
+    Ok(())
 }
 
 async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod backup;
 pub mod bench;
+pub mod chain;
 pub mod dev;
 pub mod drill;
 pub mod eth;

@@ -37,7 +37,7 @@ use alloy_sol_types::SolCall;
 use alloy_sol_types::abi::AbiDecoderConfig;
 use sigil_protocol::engine::Encoding;
 
-use super::{Movement, Parsed, PayloadError, PayloadKind, check_len};
+use super::{Call, Movement, Parsed, PayloadError, PayloadKind, SignPart, check_len};
 use crate::amount::Amount;
 use crate::chain::{evm_address, evm_chain, native_asset, token_asset};
 
@@ -88,10 +88,9 @@ pub fn parse_personal_message(message: &[u8]) -> Result<Parsed, PayloadError> {
         chain: None,
         kind: PayloadKind::PersonalMessage,
         movements: Vec::new(),
-        contract: None,
-        selector: None,
-        message: signed,
-        encoding: Encoding::Keccak256,
+        calls: Vec::new(),
+        fee: None,
+        parts: vec![SignPart::new(signed, Encoding::Keccak256)],
     })
 }
 
@@ -155,8 +154,8 @@ where
         destination: destination.to_owned(),
     };
 
-    let (kind, movements, contract, selector) = if data.is_empty() {
-        (PayloadKind::NativeTransfer, vec![native(&to)], None, None)
+    let (kind, movements, calls) = if data.is_empty() {
+        (PayloadKind::NativeTransfer, vec![native(&to)], Vec::new())
     } else {
         let selector: [u8; 4] = data
             .get(..4)
@@ -177,16 +176,19 @@ where
         if !value.is_zero() {
             movements.push(native(&to));
         }
-        (kind, movements, Some(to), Some(selector))
+        let call = Call {
+            contract: to,
+            selector: Some(selector),
+        };
+        (kind, movements, vec![call])
     };
     Ok(Parsed {
         chain: Some(chain),
         kind,
         movements,
-        contract,
-        selector,
-        message: bytes.to_vec(),
-        encoding: Encoding::Keccak256,
+        calls,
+        fee: None,
+        parts: vec![SignPart::new(bytes.to_vec(), Encoding::Keccak256)],
     })
 }
 
@@ -233,7 +235,7 @@ mod tests {
     use sigil_protocol::engine::SignInput;
 
     use super::*;
-    use crate::payload::parse;
+    use crate::payload::parse_for as parse;
     use sigil_proto::v1 as pb;
 
     const USDC: Address = address!("a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48");
@@ -270,8 +272,8 @@ mod tests {
     fn the_engine_accepts(parsed: &Parsed) {
         let input = SignInput::new(
             Scheme::EcdsaSecp256k1,
-            &parsed.message,
-            parsed.encoding,
+            &parsed.parts[0].message,
+            parsed.parts[0].encoding,
             "m/0/1",
         );
         assert!(input.is_ok(), "{input:?}");
@@ -301,10 +303,18 @@ mod tests {
                 destination: "0x3535353535353535353535353535353535353535".into(),
             }]
         );
-        assert_eq!(parsed.encoding, Encoding::Keccak256);
-        assert_eq!(parsed.message, bytes);
-        assert_eq!(hex::encode(keccak256(&parsed.message)), EIP155_SIGNING_HASH);
-        match SignInput::new(Scheme::EcdsaSecp256k1, &parsed.message, parsed.encoding, "") {
+        assert_eq!(parsed.parts[0].encoding, Encoding::Keccak256);
+        assert_eq!(parsed.parts[0].message, bytes);
+        assert_eq!(
+            hex::encode(keccak256(&parsed.parts[0].message)),
+            EIP155_SIGNING_HASH
+        );
+        match SignInput::new(
+            Scheme::EcdsaSecp256k1,
+            &parsed.parts[0].message,
+            parsed.parts[0].encoding,
+            "",
+        ) {
             Ok(SignInput::Digest { digest, .. }) => {
                 assert_eq!(hex::encode(digest), EIP155_SIGNING_HASH)
             }
@@ -320,8 +330,8 @@ mod tests {
         let parsed = parse_tx(&bytes).expect("parses");
         assert_eq!(parsed.kind, PayloadKind::NativeTransfer);
         assert_eq!(parsed.chain.as_deref(), Some("evm:1"));
-        assert_eq!(parsed.contract, None);
-        assert_eq!(parsed.selector, None);
+        assert!(parsed.calls.is_empty());
+        assert!(parsed.calls.is_empty());
         assert_eq!(
             parsed.movements,
             vec![Movement {
@@ -330,7 +340,7 @@ mod tests {
                 destination: "0x2222222222222222222222222222222222222222".into(),
             }]
         );
-        assert_eq!(keccak256(&parsed.message), tx.signature_hash());
+        assert_eq!(keccak256(&parsed.parts[0].message), tx.signature_hash());
         the_engine_accepts(&parsed);
         assert_eq!(
             parsed.summary(),
@@ -357,7 +367,7 @@ mod tests {
             parsed.movements.first().map(|m| m.asset.as_str()),
             Some("evm:8453/native")
         );
-        assert_eq!(keccak256(&parsed.message), tx.signature_hash());
+        assert_eq!(keccak256(&parsed.parts[0].message), tx.signature_hash());
     }
 
     #[test]
@@ -368,10 +378,10 @@ mod tests {
         let parsed = parse_tx(&bytes).expect("parses");
         assert_eq!(parsed.kind, PayloadKind::TokenTransfer);
         assert_eq!(
-            parsed.contract.as_deref(),
+            parsed.calls.first().map(|c| c.contract.as_str()),
             Some("0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
         );
-        assert_eq!(parsed.selector, Some([0xa9, 0x05, 0x9c, 0xbb]));
+        assert_eq!(parsed.calls[0].selector, Some([0xa9, 0x05, 0x9c, 0xbb]));
         assert_eq!(
             parsed.movements,
             vec![Movement {
@@ -380,7 +390,7 @@ mod tests {
                 destination: "0x1111111111111111111111111111111111111111".into(),
             }]
         );
-        assert_eq!(keccak256(&parsed.message), tx.signature_hash());
+        assert_eq!(keccak256(&parsed.parts[0].message), tx.signature_hash());
         the_engine_accepts(&parsed);
         assert_eq!(
             parsed.summary(),
@@ -437,7 +447,7 @@ mod tests {
             parse_tx(&eip1559(TxKind::Call(USDC), U256::ZERO, approve).encoded_for_signing())
                 .expect("parses");
         assert_eq!(parsed.kind, PayloadKind::TokenApproval);
-        assert_eq!(parsed.selector, Some([0x09, 0x5e, 0xa7, 0xb3]));
+        assert_eq!(parsed.calls[0].selector, Some([0x09, 0x5e, 0xa7, 0xb3]));
         assert_eq!(
             parsed.movements,
             vec![Movement {
@@ -455,9 +465,9 @@ mod tests {
         let tx = eip1559(TxKind::Call(BOB), eth(1), vec![0xd0, 0xe3, 0x0d, 0xb0]);
         let parsed = parse_tx(&tx.encoded_for_signing()).expect("parses");
         assert_eq!(parsed.kind, PayloadKind::ContractCall);
-        assert_eq!(parsed.selector, Some([0xd0, 0xe3, 0x0d, 0xb0]));
+        assert_eq!(parsed.calls[0].selector, Some([0xd0, 0xe3, 0x0d, 0xb0]));
         assert_eq!(
-            parsed.contract.as_deref(),
+            parsed.calls.first().map(|c| c.contract.as_str()),
             Some("0x2222222222222222222222222222222222222222")
         );
         assert_eq!(
@@ -520,7 +530,10 @@ mod tests {
                 "{}",
                 hex::encode(&data)
             );
-            assert_eq!(parsed.selector, Some(erc20::transferCall::SELECTOR));
+            assert_eq!(
+                parsed.calls[0].selector,
+                Some(erc20::transferCall::SELECTOR)
+            );
             assert!(parsed.movements.is_empty());
         }
     }
@@ -653,12 +666,12 @@ mod tests {
         assert_eq!(parsed.chain, None);
         assert!(parsed.movements.is_empty());
         assert_eq!(
-            parsed.message,
+            parsed.parts[0].message,
             b"\x19Ethereum Signed Message:\n11Hello World"
         );
-        assert_eq!(parsed.encoding, Encoding::Keccak256);
+        assert_eq!(parsed.parts[0].encoding, Encoding::Keccak256);
         assert_eq!(
-            keccak256(&parsed.message),
+            keccak256(&parsed.parts[0].message),
             eip191_hash_message(b"Hello World")
         );
         the_engine_accepts(&parsed);

@@ -15,7 +15,7 @@ use sigil_proto::v1 as pb;
 use sigil_protocol::Scheme;
 use sigil_protocol::engine::Encoding;
 
-use super::{Parsed, PayloadError, PayloadKind, check_len, encoding_name};
+use super::{Parsed, PayloadError, PayloadKind, SignPart, check_len, encoding_name};
 
 /// Reads a `raw_message` for a key of `scheme`.
 pub fn parse_message(scheme: Scheme, raw: &pb::RawMessage) -> Result<Parsed, PayloadError> {
@@ -41,10 +41,9 @@ pub fn parse_message(scheme: Scheme, raw: &pb::RawMessage) -> Result<Parsed, Pay
         chain: None,
         kind: PayloadKind::RawMessage,
         movements: Vec::new(),
-        contract: None,
-        selector: None,
-        message: raw.message.clone(),
-        encoding,
+        calls: Vec::new(),
+        fee: None,
+        parts: vec![SignPart::new(raw.message.clone(), encoding)],
     })
 }
 
@@ -57,10 +56,9 @@ pub fn parse_digest(digest: &[u8]) -> Result<Parsed, PayloadError> {
         chain: None,
         kind: PayloadKind::RawDigest,
         movements: Vec::new(),
-        contract: None,
-        selector: None,
-        message: digest.to_vec(),
-        encoding: Encoding::Raw,
+        calls: Vec::new(),
+        fee: None,
+        parts: vec![SignPart::new(digest.to_vec(), Encoding::Raw)],
     })
 }
 
@@ -69,7 +67,7 @@ mod tests {
     use sigil_protocol::engine::SignInput;
 
     use super::*;
-    use crate::payload::parse;
+    use crate::payload::parse_for as parse;
 
     fn raw(message: &[u8], encoding: pb::MessageEncoding) -> pb::Payload {
         pb::Payload {
@@ -92,12 +90,17 @@ mod tests {
             let parsed =
                 parse(scheme, &raw(b"solana tx bytes", pb::MessageEncoding::Raw)).expect("parses");
             assert_eq!(parsed.kind, PayloadKind::RawMessage);
-            assert_eq!(parsed.encoding, Encoding::Raw);
-            assert_eq!(parsed.message, b"solana tx bytes");
+            assert_eq!(parsed.parts[0].encoding, Encoding::Raw);
+            assert_eq!(parsed.parts[0].message, b"solana tx bytes");
             assert_eq!(parsed.chain, None);
             assert!(parsed.movements.is_empty());
             assert_eq!(
-                SignInput::new(scheme, &parsed.message, parsed.encoding, ""),
+                SignInput::new(
+                    scheme,
+                    &parsed.parts[0].message,
+                    parsed.parts[0].encoding,
+                    ""
+                ),
                 Ok(SignInput::Message(b"solana tx bytes".to_vec()))
             );
         }
@@ -124,12 +127,12 @@ mod tests {
             (pb::MessageEncoding::Sha256, Encoding::Sha256),
         ] {
             let parsed = parse(Scheme::EcdsaSecp256k1, &raw(b"hello", wire)).expect("parses");
-            assert_eq!(parsed.encoding, encoding);
+            assert_eq!(parsed.parts[0].encoding, encoding);
             assert!(
                 SignInput::new(
                     Scheme::EcdsaSecp256k1,
-                    &parsed.message,
-                    parsed.encoding,
+                    &parsed.parts[0].message,
+                    parsed.parts[0].encoding,
                     "m/1"
                 )
                 .is_ok()
@@ -171,9 +174,15 @@ mod tests {
     fn a_raw_digest_is_exactly_32_bytes_for_ecdsa_only() {
         let parsed = parse(Scheme::EcdsaSecp256k1, &digest(&[0xab; 32])).expect("parses");
         assert_eq!(parsed.kind, PayloadKind::RawDigest);
-        assert_eq!(parsed.encoding, Encoding::Raw);
+        assert_eq!(parsed.parts[0].encoding, Encoding::Raw);
         assert!(
-            SignInput::new(Scheme::EcdsaSecp256k1, &parsed.message, parsed.encoding, "").is_ok()
+            SignInput::new(
+                Scheme::EcdsaSecp256k1,
+                &parsed.parts[0].message,
+                parsed.parts[0].encoding,
+                ""
+            )
+            .is_ok()
         );
         assert_eq!(
             parsed.summary(),
