@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -197,6 +198,8 @@ pub enum EpochSwitch {
 #[derive(Clone, Debug)]
 pub struct SqliteShareStore {
     pub(crate) pool: SqlitePool,
+    /// Each key's bans as last read (checked by every signing session).
+    pub(crate) ban_cache: Arc<crate::bans::BanCache>,
 }
 
 impl SqliteShareStore {
@@ -229,7 +232,10 @@ impl SqliteShareStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            ban_cache: Default::default(),
+        })
     }
 
     fn row_to_share(row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {
@@ -373,8 +379,10 @@ impl ShareStore for SqliteShareStore {
             .bind(epoch)
             .execute(&mut *tx)
             .await?;
-        crate::bans::lift_bans(&mut tx, key_id).await?;
-        tx.commit().await?;
+        crate::bans::lift_bans(&mut tx, &self.ban_cache, key_id).await?;
+        let committed = tx.commit().await;
+        self.ban_cache.invalidate(key_id);
+        committed?;
         Ok(EpochSwitch::Switched)
     }
 
@@ -387,8 +395,10 @@ impl ShareStore for SqliteShareStore {
             .bind(epoch)
             .execute(&mut *tx)
             .await?;
-        crate::bans::lift_bans(&mut tx, key_id).await?;
-        tx.commit().await?;
+        crate::bans::lift_bans(&mut tx, &self.ban_cache, key_id).await?;
+        let committed = tx.commit().await;
+        self.ban_cache.invalidate(key_id);
+        committed?;
         Ok(done.rows_affected())
     }
 
