@@ -13,7 +13,9 @@
 //! [`driver`] (one protocol session across its nodes), [`intents`] (signed
 //! intents, per-key access, approvals, spend receipts and policy relay —
 //! early checks the nodes repeat themselves), [`ops`] (key generation and
-//! signing with retries), [`epochs`] (refresh and reshare: redistribution,
+//! signing with retries, one session per part of a payload),
+//! [`transactions`] (the signed chain transaction returned with the
+//! signatures), [`epochs`] (refresh and reshare: redistribution,
 //! test signatures, commit certificates, resumed switches), [`drill`]
 //! (backups relayed from the nodes, recovery drills with a restored node),
 //! [`service`] (the client-facing gRPC services),
