@@ -89,52 +89,6 @@ fn row_to_ban(row: &sqlx::sqlite::SqliteRow) -> Result<Ban, StoreError> {
     })
 }
 
-/// Each key's bans as this process last read them, so that the check every
-/// signing session makes ([`Bans::check_session`]) needs no database read.
-///
-/// Only this process writes its state database, and every write of bans
-/// (recording one, lifting them with an epoch commit or a key's deletion)
-/// invalidates the key's entry after it is committed. A read that races a
-/// write is not cached: entries are filled only if no invalidation happened
-/// since the read began (a generation counter), so a ban recorded while a
-/// read was in flight is never hidden by the stale result of that read.
-#[derive(Debug, Default)]
-pub(crate) struct BanCache {
-    inner: std::sync::Mutex<BanCacheInner>,
-}
-
-#[derive(Debug, Default)]
-struct BanCacheInner {
-    generation: u64,
-    keys: std::collections::HashMap<String, Arc<Vec<Ban>>>,
-}
-
-impl BanCache {
-    /// The cached bans of `key_id`, or the generation a read must present
-    /// to [`Self::fill`].
-    fn lookup(&self, key_id: &str) -> Result<Arc<Vec<Ban>>, u64> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.keys.get(key_id).cloned().ok_or(inner.generation)
-    }
-
-    /// Caches `bans` for `key_id` if nothing was invalidated since `generation`.
-    fn fill(&self, key_id: &str, generation: u64, bans: &[Ban]) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.generation == generation {
-            inner
-                .keys
-                .insert(key_id.to_owned(), Arc::new(bans.to_vec()));
-        }
-    }
-
-    /// Forgets `key_id`'s entry (after a write of its bans).
-    pub(crate) fn invalidate(&self, key_id: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.generation = inner.generation.wrapping_add(1);
-        inner.keys.remove(key_id);
-    }
-}
-
 #[async_trait]
 impl BanStore for SqliteShareStore {
     async fn record_ban(&self, ban: &Ban) -> Result<bool, StoreError> {
@@ -149,19 +103,12 @@ impl BanStore for SqliteShareStore {
         .bind(&ban.session_id)
         .bind(&ban.created_at)
         .execute(&self.pool)
-        .await;
-        self.ban_cache.invalidate(&ban.key_id);
-        Ok(done?.rows_affected() == 1)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn bans_of(&self, key_id: &str) -> Result<Vec<Ban>, StoreError> {
-        let generation = match self.ban_cache.lookup(key_id) {
-            Ok(cached) => return Ok(cached.as_ref().clone()),
-            Err(generation) => generation,
-        };
-        let bans = self.list_bans(Some(key_id)).await?;
-        self.ban_cache.fill(key_id, generation, &bans);
-        Ok(bans)
+        self.list_bans(Some(key_id)).await
     }
 
     async fn list_bans(&self, key_id: Option<&str>) -> Result<Vec<Ban>, StoreError> {
@@ -191,16 +138,7 @@ impl BanStore for SqliteShareStore {
 ///
 /// Refresh and reshare sessions, and the test signing of a `next` epoch,
 /// are not refused by [`Bans::check_session`]: they are how a ban is lifted.
-///
-/// `cache` forgets the key's bans here and must forget them again once the
-/// transaction is committed (the store's `commit_epoch` and `drop_key` do),
-/// so that no read made before the commit stays cached after it.
-pub(crate) async fn lift_bans(
-    conn: &mut SqliteConnection,
-    cache: &BanCache,
-    key_id: &str,
-) -> Result<Vec<Ban>, StoreError> {
-    cache.invalidate(key_id);
+pub async fn lift_bans(conn: &mut SqliteConnection, key_id: &str) -> Result<Vec<Ban>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         ban_columns!(),
@@ -360,7 +298,6 @@ pub(crate) fn ban_entry(session: &SessionAudit, ban: &Ban) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ShareStore as _;
 
     fn ban(key_id: &str, counterparty: u16, session: &str) -> Ban {
         Ban {
@@ -394,37 +331,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ban_recorded_after_a_cached_read_is_seen_by_the_next_read() {
-        let store = SqliteShareStore::in_memory().await.expect("open");
-        assert!(store.bans_of("k").await.expect("read").is_empty()); // cached: none
-        store.record_ban(&ban("k", 2, "s")).await.expect("record");
-        assert_eq!(
-            store.bans_of("k").await.expect("read"),
-            vec![ban("k", 2, "s")]
-        );
-        // Lifted with the key's deletion: gone from the next read too.
-        store.drop_key("k", 0).await.expect("drop");
-        assert!(store.bans_of("k").await.expect("read").is_empty());
-    }
-
-    #[test]
-    fn a_read_that_raced_a_write_is_not_cached() {
-        let cache = BanCache::default();
-        let generation = cache.lookup("k").expect_err("nothing cached");
-        // A ban is written (and the key invalidated) while the read is in flight.
-        cache.invalidate("k");
-        cache.fill("k", generation, &[]);
-        assert!(cache.lookup("k").is_err(), "the stale read was not kept");
-        // A read with nothing racing it is kept.
-        let generation = cache.lookup("k").expect_err("nothing cached");
-        cache.fill("k", generation, &[ban("k", 2, "s")]);
-        assert_eq!(
-            cache.lookup("k").expect("cached").as_ref(),
-            &vec![ban("k", 2, "s")]
-        );
-    }
-
-    #[tokio::test]
     async fn bans_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.db");
@@ -449,20 +355,12 @@ mod tests {
         }
         // A commit that fails (rolled back) lifts nothing.
         let mut tx = store.pool.begin().await.expect("begin");
-        assert_eq!(
-            lift_bans(&mut tx, &store.ban_cache, "k")
-                .await
-                .expect("lift")
-                .len(),
-            2
-        );
+        assert_eq!(lift_bans(&mut tx, "k").await.expect("lift").len(), 2);
         tx.rollback().await.expect("rollback");
         assert_eq!(store.bans_of("k").await.expect("bans").len(), 2);
         // A committed one lifts the key's bans, and only that key's.
         let mut tx = store.pool.begin().await.expect("begin");
-        let lifted = lift_bans(&mut tx, &store.ban_cache, "k")
-            .await
-            .expect("lift");
+        let lifted = lift_bans(&mut tx, "k").await.expect("lift");
         tx.commit().await.expect("commit");
         assert_eq!(lifted, vec![ban("k", 2, "s1"), ban("k", 3, "s2")]);
         assert!(store.bans_of("k").await.expect("bans").is_empty());

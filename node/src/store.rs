@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -198,8 +197,6 @@ pub enum EpochSwitch {
 #[derive(Clone, Debug)]
 pub struct SqliteShareStore {
     pub(crate) pool: SqlitePool,
-    /// Each key's bans as last read (checked by every signing session).
-    pub(crate) ban_cache: Arc<crate::bans::BanCache>,
 }
 
 impl SqliteShareStore {
@@ -232,10 +229,7 @@ impl SqliteShareStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self {
-            pool,
-            ban_cache: Default::default(),
-        })
+        Ok(Self { pool })
     }
 
     fn row_to_share(row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {
@@ -379,10 +373,8 @@ impl ShareStore for SqliteShareStore {
             .bind(epoch)
             .execute(&mut *tx)
             .await?;
-        crate::bans::lift_bans(&mut tx, &self.ban_cache, key_id).await?;
-        let committed = tx.commit().await;
-        self.ban_cache.invalidate(key_id);
-        committed?;
+        crate::bans::lift_bans(&mut tx, key_id).await?;
+        tx.commit().await?;
         Ok(EpochSwitch::Switched)
     }
 
@@ -395,10 +387,8 @@ impl ShareStore for SqliteShareStore {
             .bind(epoch)
             .execute(&mut *tx)
             .await?;
-        crate::bans::lift_bans(&mut tx, &self.ban_cache, key_id).await?;
-        let committed = tx.commit().await;
-        self.ban_cache.invalidate(key_id);
-        committed?;
+        crate::bans::lift_bans(&mut tx, key_id).await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
