@@ -17,7 +17,7 @@
 //! [`backup`] (shares sealed to the offline backup key, and the checks of a
 //! recovery drill's signing session),
 //! [`audit`] (the node's tamper-evident audit log, fail closed),
-//! [`bans`] (DKLs23 bans this node holds and enforces itself, cached per key),
+//! [`bans`] (DKLs23 bans this node holds and enforces itself),
 //! [`service`] (the `sigil.v1.Node` gRPC service) and [`server`] (mTLS
 //! listener, health, authorization, `run(listener, shutdown)`).
 
