@@ -371,13 +371,19 @@ impl Coordinator {
         if !req.derivation_path.is_empty() && req.derivation_path != intent.derivation_path {
             return disagree("derivation_path");
         }
-        let first = verified.parsed.first();
-        if !req.message.is_empty()
-            && (verified.parsed.parts.len() != 1
-                || req.message != first.message
-                || req.encoding != sigil_proto::convert::encoding_to_wire(first.encoding) as i32)
-        {
-            return disagree("message");
+        if !req.message.is_empty() {
+            // A message beside the intent must be its one and only part.
+            let same = match verified.parsed.parts.as_slice() {
+                [part] => {
+                    req.message == part.message
+                        && req.encoding
+                            == sigil_proto::convert::encoding_to_wire(part.encoding) as i32
+                }
+                _ => false,
+            };
+            if !same {
+                return disagree("message");
+            }
         }
         Ok(())
     }

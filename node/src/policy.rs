@@ -253,17 +253,18 @@ impl NodePolicy {
         }
     }
 
-    /// Evaluates `verified` against the key's policy with this node's
-    /// counters. Returns the policy in force and the spends to count — `None`
-    /// when the intent was counted here before (it is not evaluated or
-    /// counted again). The caller holds the counting lock until it has
-    /// written the spends, and records them first ([`Self::record_count`]).
+    /// Evaluates `verified` against `policy` (the key's policy in force,
+    /// read once by the caller) with this node's counters. Returns the
+    /// spends to count — `None` when the intent was counted here before (it
+    /// is not evaluated or counted again). The caller holds the counting
+    /// lock until it has written the spends, and records them first
+    /// ([`Self::record_count`]).
     async fn decide(
         &self,
         share: &StoredShare,
         verified: &VerifiedIntent,
-    ) -> Result<(Arc<InForce>, Option<Vec<(String, sigil_policy::Amount)>>), NodeError> {
-        let policy = self.in_force(&share.key_id).await?;
+        policy: &InForce,
+    ) -> Result<Option<Vec<(String, sigil_policy::Amount)>>, NodeError> {
         let since = now_ms().saturating_sub(u64::try_from(DAY.as_millis()).unwrap_or(u64::MAX));
         let mut usage = BTreeMap::new();
         let parsed = &verified.parsed;
@@ -288,7 +289,7 @@ impl NodePolicy {
         });
         let refusal = match decision {
             // Counted here already or not, the ledger decides atomically.
-            Decision::Allow { spends } => return Ok((policy, Some(spends))),
+            Decision::Allow { spends } => return Ok(Some(spends)),
             Decision::Deny(d) => NodeError::PolicyDenied {
                 rule: d.rule,
                 reason: d.reason,
@@ -320,7 +321,7 @@ impl NodePolicy {
                     intent_id: known.intent_id,
                 }))
             }
-            Some(known) if known.counted => Ok((policy, None)),
+            Some(known) if known.counted => Ok(None),
             _ => Err(refusal),
         }
     }
@@ -379,8 +380,9 @@ impl NodePolicy {
         actor: &str,
     ) -> Result<pb::SpendReceipt, NodeError> {
         let verified = self.verify_intent(signed, share)?;
+        let policy = self.in_force(&share.key_id).await?;
         let serial = self.counting.lock().await;
-        let (policy, spends) = self.decide(share, &verified).await?;
+        let spends = self.decide(share, &verified, &policy).await?;
         if let Some(spends) = spends
             && self
                 .ledger
@@ -540,17 +542,15 @@ impl NodePolicy {
         // intent: one transaction, after the count's audit record. Rolling
         // limits need the check and the count serialized; without them the
         // ledger's single statement is all there is to it.
-        let rolling = self
-            .in_force(&share.key_id)
-            .await?
-            .rules
-            .has_rolling_limits();
-        let serial = if rolling {
+        // The policy is read once: whether to serialize and what to
+        // evaluate come from the same version.
+        let policy = self.in_force(&share.key_id).await?;
+        let serial = if policy.rules.has_rolling_limits() {
             Some(self.counting.lock().await)
         } else {
             None
         };
-        let (policy, spends) = self.decide(share, &verified).await?;
+        let spends = self.decide(share, &verified, &policy).await?;
         let max_sessions = self
             .config
             .max_sessions_per_intent

@@ -227,16 +227,6 @@ impl<'a> KeyView<'a> {
 }
 
 impl Parsed {
-    /// The first part (every payload has at least one).
-    pub fn first(&self) -> &SignPart {
-        static EMPTY: SignPart = SignPart {
-            message: Vec::new(),
-            encoding: Encoding::Raw,
-            derivation_path: None,
-        };
-        self.parts.first().unwrap_or(&EMPTY)
-    }
-
     /// One line a person reads (approvers, audit records), such as
     /// `evm:1 ERC-20 transfer of 2500000 evm:1/0xa0b8...eb48 to 0x1111...1111`
     /// (shortened here): amounts in base units, addresses in full.
@@ -293,20 +283,24 @@ impl Parsed {
                 }
                 s
             }
-            PayloadKind::PersonalMessage => {
-                format!(
-                    "EIP-191 personal message ({} bytes signed)",
-                    self.first().message.len()
-                )
-            }
-            PayloadKind::RawMessage => format!(
-                "raw message of {} bytes ({})",
-                self.first().message.len(),
-                encoding_name(self.first().encoding)
+            // `parse` refuses a payload with nothing to sign, so these
+            // kinds have their one part.
+            PayloadKind::PersonalMessage => format!(
+                "EIP-191 personal message ({} bytes signed)",
+                self.parts.first().map_or(0, |p| p.message.len())
             ),
-            PayloadKind::RawDigest => {
-                format!("raw digest 0x{}", hex::encode(&self.first().message))
-            }
+            PayloadKind::RawMessage => match self.parts.first() {
+                Some(p) => format!(
+                    "raw message of {} bytes ({})",
+                    p.message.len(),
+                    encoding_name(p.encoding)
+                ),
+                None => "raw message".into(),
+            },
+            PayloadKind::RawDigest => match self.parts.first() {
+                Some(p) => format!("raw digest 0x{}", hex::encode(&p.message)),
+                None => "raw digest".into(),
+            },
             PayloadKind::TypedData => {
                 let contract = self
                     .calls
@@ -333,6 +327,8 @@ pub(crate) fn encoding_name(e: Encoding) -> &'static str {
 pub enum PayloadError {
     #[error("the intent's payload is empty (no kind set)")]
     Empty,
+    #[error("the payload has nothing for this key to sign")]
+    NothingToSign,
     #[error("{what} are signed with {need} keys, not {got}")]
     WrongScheme {
         what: &'static str,
@@ -401,7 +397,7 @@ pub fn parse(key: &KeyView<'_>, payload: &pb::Payload) -> Result<Parsed, Payload
     use pb::payload::Kind;
     let scheme = key.scheme;
     let kind = payload.kind.as_ref().ok_or(PayloadError::Empty)?;
-    match kind {
+    let parsed = match kind {
         Kind::EthereumTransaction(tx) => {
             require_ecdsa(scheme, "Ethereum transactions")?;
             evm::parse_transaction(tx)
@@ -428,7 +424,14 @@ pub fn parse(key: &KeyView<'_>, payload: &pb::Payload) -> Result<Parsed, Payload
             require_ecdsa(scheme, "EIP-712 typed data")?;
             eip712::parse_typed_data(json)
         }
+    }?;
+    // Every payload signs something: a decoder that found nothing to sign
+    // (a PSBT with no input of the key, say) is refused here rather than
+    // reaching a signing session with no message.
+    if parsed.parts.is_empty() {
+        return Err(PayloadError::NothingToSign);
     }
+    Ok(parsed)
 }
 
 fn require_ecdsa(scheme: Scheme, what: &'static str) -> Result<(), PayloadError> {

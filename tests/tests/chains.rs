@@ -42,6 +42,29 @@ async fn apply_policy(tc: &TestCluster, toml: &str) -> Result<()> {
     Ok(())
 }
 
+/// Applies version 1 of `key`'s policy for the `signer` requester: each
+/// asset with its per-transaction limit (`None`: allowed, unlimited), then
+/// `rest` (more TOML tables).
+async fn apply_limits(
+    tc: &TestCluster,
+    key: &pb::KeyInfo,
+    assets: &[(&str, Option<&str>)],
+    rest: &str,
+) -> Result<()> {
+    let mut toml = format!(
+        "key_id = \"{}\"\nversion = 1\nrequesters = [\"signer\"]\n",
+        key.key_id
+    );
+    for (asset, max_per_tx) in assets {
+        toml.push_str(&format!("\n[[assets]]\nasset = \"{asset}\"\n"));
+        if let Some(max) = max_per_tx {
+            toml.push_str(&format!("max_per_tx = \"{max}\"\n"));
+        }
+    }
+    toml.push_str(rest);
+    apply_policy(tc, &toml).await
+}
+
 /// The same intent sent straight to every node (as a compromised
 /// coordinator would) is refused by each as invalid, naming `fragment`.
 async fn every_node_finds_it_invalid(
@@ -202,30 +225,17 @@ async fn a_p2wpkh_spend_from_a_child_key_is_signed_and_bitcoin_core_accepts_it()
 async fn a_psbt_over_the_bitcoin_limit_counting_its_fee_is_refused_by_policy() -> Result<()> {
     let tc = TestCluster::start(3).await?;
     let key = tc.create_key(pb::Scheme::FrostTaproot, 2).await?;
-    apply_policy(
+    let denied = Address::from_script(
+        &p2wpkh_script(&hex::decode(
+            "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5",
+        )?)?,
+        Network::Bitcoin,
+    )?;
+    apply_limits(
         &tc,
-        &format!(
-            r#"
-key_id = "{}"
-version = 1
-requesters = ["signer"]
-
-[[assets]]
-asset = "bitcoin:mainnet/native"
-max_per_tx = "100000"
-
-[[destinations]]
-chain = "bitcoin:mainnet"
-deny = ["{}"]
-"#,
-            key.key_id,
-            Address::from_script(
-                &p2wpkh_script(&hex::decode(
-                    "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
-                )?)?,
-                Network::Bitcoin
-            )?
-        ),
+        &key,
+        &[("bitcoin:mainnet/native", Some("100000"))],
+        &format!("\n[[destinations]]\nchain = \"bitcoin:mainnet\"\ndeny = [\"{denied}\"]\n"),
     )
     .await?;
     let ours = taproot_script(&key.public_key)?;
@@ -432,22 +442,7 @@ mod tron {
     async fn a_trx_transfer_over_the_limit_and_one_from_another_owner_are_refused() -> Result<()> {
         let tc = TestCluster::start(3).await?;
         let key = tc.create_key(pb::Scheme::EcdsaSecp256k1, 2).await?;
-        apply_policy(
-            &tc,
-            &format!(
-                r#"
-key_id = "{}"
-version = 1
-requesters = ["signer"]
-
-[[assets]]
-asset = "tron:mainnet/native"
-max_per_tx = "1000000"
-"#,
-                key.key_id
-            ),
-        )
-        .await?;
+        apply_limits(&tc, &key, &[("tron:mainnet/native", Some("1000000"))], "").await?;
         let owner = sigil_chains::ethereum_address_bytes(&key.public_key)?;
         let err = tc
             .sign(tc.intent_request(
@@ -575,23 +570,14 @@ mod solana {
     -> Result<()> {
         let tc = TestCluster::start(3).await?;
         let key = tc.create_key(pb::Scheme::FrostEd25519, 2).await?;
-        apply_policy(
+        apply_limits(
             &tc,
-            &format!(
-                r#"
-key_id = "{}"
-version = 1
-requesters = ["signer"]
-
-[[assets]]
-asset = "solana:mainnet/{USDC_MINT}"
-max_per_tx = "1000000"
-
-[[assets]]
-asset = "solana:mainnet/native"
-"#,
-                key.key_id
-            ),
+            &key,
+            &[
+                (&format!("solana:mainnet/{USDC_MINT}"), Some("1000000")),
+                ("solana:mainnet/native", None),
+            ],
+            "",
         )
         .await?;
         let payer = key_address(&key)?;
@@ -705,20 +691,11 @@ mod ethereum {
     -> Result<()> {
         let tc = TestCluster::start(3).await?;
         let key = tc.create_key(pb::Scheme::EcdsaSecp256k1, 2).await?;
-        apply_policy(
+        apply_limits(
             &tc,
-            &format!(
-                r#"
-key_id = "{}"
-version = 1
-requesters = ["signer"]
-
-[[assets]]
-asset = "evm:1/{USDC:#x}"
-max_per_tx = "5000000"
-"#,
-                key.key_id
-            ),
+            &key,
+            &[(&format!("evm:1/{USDC:#x}"), Some("5000000"))],
+            "",
         )
         .await?;
         let from = Address::from(sigil_chains::ethereum_address_bytes(&key.public_key)?);

@@ -134,7 +134,10 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
             .await
             .with_context(|| format!("warm-up signature with key {key_id}"))?
             .into_inner();
-        let part = parsed.first();
+        let part = parsed
+            .parts
+            .first()
+            .context("the benchmark payload signs nothing")?;
         let input = SignInput::new(scheme, &part.message, part.encoding, "")?;
         engine::verify(scheme, &resp.public_key, &input, &resp.signature)
             .context("the warm-up signature does not verify")?;

@@ -19,7 +19,7 @@ use sigil_cli::intent::Signer;
 use sigil_cli::output::Text;
 use sigil_proto::v1 as pb;
 
-use super::sign::request_signature;
+use super::sign::{idempotency_key, sign_intent};
 use super::{Context, parse_duration_arg};
 
 #[derive(Subcommand, Debug)]
@@ -163,21 +163,15 @@ pub async fn sign_payload(
     let path = args.path.clone().unwrap_or_default();
     let client = ctx.client("signer")?;
     let signer = Signer::from_tls(&client.tls)?;
-    let idempotency_key = args
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let intent = signer.intent(&args.key, &path, payload, &idempotency_key, args.intent_ttl)?;
-    let resp = request_signature(
+    let idempotency_key = idempotency_key(args.idempotency_key.as_deref());
+    let resp = sign_intent(
         client.coordinator()?,
-        pb::SignRequest {
-            key_id: args.key.clone(),
-            idempotency_key: idempotency_key.clone(),
-            derivation_path: path,
-            intent: Some(intent),
-            ..Default::default()
-        },
-        format!("--idempotency-key {idempotency_key}"),
+        &signer,
+        &args.key,
+        &path,
+        payload,
+        &idempotency_key,
+        args.intent_ttl,
     )
     .await?;
     Ok((resp, idempotency_key))

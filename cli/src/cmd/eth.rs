@@ -25,7 +25,7 @@ use sigil_cli::output::Text;
 use sigil_proto::v1 as pb;
 use sigil_protocol::Scheme;
 
-use super::sign::{SignError, public_key, request_signature};
+use super::sign::{SignError, idempotency_key, public_key, request_signature, sign_request};
 use super::{Context, parse_duration_arg, scheme_name};
 
 #[derive(Subcommand, Debug)]
@@ -187,10 +187,7 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
             (intent, idempotency_key, intents)
         }
         None => {
-            let idempotency_key = args
-                .idempotency_key
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let idempotency_key = idempotency_key(args.idempotency_key.as_deref());
             let intent =
                 signer.intent(&args.key, &path, payload, &idempotency_key, args.intent_ttl)?;
             let intents = match &args.intent_file {
@@ -210,13 +207,7 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
     }
     let sent = request_signature(
         channel,
-        pb::SignRequest {
-            key_id: args.key.clone(),
-            idempotency_key: idempotency_key.clone(),
-            derivation_path: path,
-            intent: Some(intent.clone()),
-            ..Default::default()
-        },
+        sign_request(&args.key, &path, &idempotency_key, intent.clone()),
         retry,
     )
     .await;

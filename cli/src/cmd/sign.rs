@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -154,6 +155,29 @@ fn retryable(code: tonic::Code) -> bool {
     )
 }
 
+/// The idempotency key given, or a fresh random one (callers print it so
+/// the request can be retried safely).
+pub fn idempotency_key(given: Option<&str>) -> String {
+    given.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The sign request carrying `intent`: the key, path and idempotency key
+/// repeated beside it are the ones the intent was signed for.
+pub fn sign_request(
+    key_id: &str,
+    derivation_path: &str,
+    idempotency_key: &str,
+    intent: pb::SignedIntent,
+) -> pb::SignRequest {
+    pb::SignRequest {
+        key_id: key_id.to_owned(),
+        idempotency_key: idempotency_key.to_owned(),
+        derivation_path: derivation_path.to_owned(),
+        intent: Some(intent),
+        ..Default::default()
+    }
+}
+
 /// Sends one sign request; a failure comes back as a [`SignError`] that
 /// tells how to retry with `retry` (the flags repeating the request).
 pub async fn request_signature(
@@ -171,6 +195,27 @@ pub async fn request_signature(
             idempotency_key,
             retry,
         })
+}
+
+/// Signs an intent of `signer` for `payload` (key `key_id` at `path`, valid
+/// for `ttl`) and sends it: the one way `sign`, `btc`, `sol`, `tron` and
+/// `eth sign-typed-data` ask for a signature.
+pub async fn sign_intent(
+    channel: Channel,
+    signer: &Signer,
+    key_id: &str,
+    path: &str,
+    payload: pb::payload::Kind,
+    idempotency_key: &str,
+    ttl: Duration,
+) -> Result<pb::SignResponse> {
+    let intent = signer.intent(key_id, path, payload, idempotency_key, ttl)?;
+    Ok(request_signature(
+        channel,
+        sign_request(key_id, path, idempotency_key, intent),
+        format!("--idempotency-key {idempotency_key}"),
+    )
+    .await?)
 }
 
 /// The scheme of `key_id` and its public key at `derivation_path`, as the
@@ -195,32 +240,20 @@ pub async fn public_key(
 
 pub async fn run(ctx: &Context, args: &SignArgs) -> Result<()> {
     let message = args.message.read()?;
-    let idempotency_key = args
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let idempotency_key = idempotency_key(args.idempotency_key.as_deref());
     let client = ctx.client("signer")?;
     let signer = Signer::from_tls(&client.tls)?;
     let channel = client.coordinator()?;
     let (scheme, _) = public_key(channel.clone(), &args.key, "").await?;
     let path = args.path.clone().unwrap_or_default();
-    let intent = signer.intent(
+    let resp = sign_intent(
+        channel,
+        &signer,
         &args.key,
         &path,
         raw_payload(scheme, &message, args.hash.into()),
         &idempotency_key,
         DEFAULT_INTENT_TTL,
-    )?;
-    let resp = request_signature(
-        channel,
-        pb::SignRequest {
-            key_id: args.key.clone(),
-            idempotency_key: idempotency_key.clone(),
-            derivation_path: path,
-            intent: Some(intent),
-            ..Default::default()
-        },
-        format!("--idempotency-key {idempotency_key}"),
     )
     .await?;
     let ecdsa = resp.scheme == pb::Scheme::EcdsaSecp256k1 as i32;
