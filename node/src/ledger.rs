@@ -38,9 +38,19 @@ pub struct IntentRecord {
     pub sessions: u32,
 }
 
-/// Why an intent cannot be used again.
+/// A protocol session id this node accepts, remembered durably until
+/// `forget_ms` (Unix milliseconds) so that a restarted node refuses it too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUse {
+    pub id: [u8; 16],
+    pub forget_ms: u64,
+}
+
+/// Why an intent (or a session id) cannot be used again.
 #[derive(Debug, thiserror::Error)]
 pub enum IntentUse {
+    #[error("session {} was already used", hex::encode(.id))]
+    SessionReused { id: [u8; 16] },
     #[error("intent {intent_id} of {requester} was already used with different contents")]
     Forged {
         requester: String,
@@ -79,20 +89,26 @@ pub trait Ledger: Send + Sync + 'static {
         spends: &[(String, Amount)],
         at_ms: u64,
     ) -> Result<bool, IntentUse>;
-    /// Records that `intent` opens one more signing session, refusing it
-    /// beyond `max_sessions`, and counts `spends` for it if given and not
-    /// counted yet — one transaction. Returns the sessions opened including
-    /// this one, and whether the spends were counted now.
+    /// Records the signing session `session` (refusing a used id) and that
+    /// `intent` opens one more session, refusing it beyond `max_sessions`,
+    /// and counts `spends` for it if given and not counted yet — one
+    /// transaction, committed with concurrent openings. Returns the sessions
+    /// opened including this one, and whether the spends were counted now.
     async fn count_and_open(
         &self,
+        session: &SessionUse,
         intent: &IntentRecord,
         spends: Option<&[(String, Amount)]>,
         at_ms: u64,
         max_sessions: u32,
     ) -> Result<(u32, bool), IntentUse>;
+    /// Records a session id that opens no intent (key generation, reshare,
+    /// drill), refusing a used one.
+    async fn remember_session(&self, session: &SessionUse) -> Result<(), IntentUse>;
     /// What was counted for (`key_id`, `asset`) since `since_ms`.
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError>;
-    /// Forgets intents that expired before `before_ms` (their replay is refused as expired).
+    /// Forgets intents that expired before `before_ms` (their replay is
+    /// refused as expired) and session ids to forget before it.
     async fn prune_intents(&self, before_ms: u64) -> Result<u64, StoreError>;
 }
 
@@ -126,7 +142,7 @@ macro_rules! intent_columns {
 
 impl SqliteShareStore {
     /// Adds `intent`'s spends and marks it counted. Runs inside `tx`.
-    async fn insert_spends(
+    pub(crate) async fn insert_spends(
         tx: &mut sqlx::SqliteConnection,
         intent: &IntentRecord,
         spends: &[(String, Amount)],
@@ -158,7 +174,30 @@ impl SqliteShareStore {
     /// one session, or adds one to a stored intent with the same contents
     /// and fewer than `max_sessions` sessions. Returns the sessions opened
     /// so far (this one included) and whether its spend was already counted.
-    async fn open_session(
+    /// Records `session` as used; refuses an id already recorded.
+    pub(crate) async fn use_session(
+        conn: &mut sqlx::SqliteConnection,
+        session: &SessionUse,
+    ) -> Result<(), IntentUse> {
+        let fresh = sqlx::query(
+            "INSERT INTO used_sessions (session_id, forget_ms) VALUES (?, ?) \
+             ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session.id.as_slice())
+        .bind(to_i64(session.forget_ms, "time")?)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from)?
+        .rows_affected()
+            == 1;
+        if fresh {
+            Ok(())
+        } else {
+            Err(IntentUse::SessionReused { id: session.id })
+        }
+    }
+
+    pub(crate) async fn open_session(
         conn: &mut sqlx::SqliteConnection,
         intent: &IntentRecord,
         now_ms: u64,
@@ -352,28 +391,21 @@ impl Ledger for SqliteShareStore {
 
     async fn count_and_open(
         &self,
+        session: &SessionUse,
         intent: &IntentRecord,
         spends: Option<&[(String, Amount)]>,
         at_ms: u64,
         max_sessions: u32,
     ) -> Result<(u32, bool), IntentUse> {
-        let Some(spends) = spends else {
-            // Nothing to count: one statement, committed on its own.
-            let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
-            let (sessions, _) = Self::open_session(&mut conn, intent, at_ms, max_sessions).await?;
-            return Ok((sessions, false));
-        };
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        // Group-committed with the openings of concurrent sessions: one
+        // transaction (and fsync) for all that queued meanwhile.
+        self.opener
+            .open(session, intent, spends, at_ms, max_sessions)
             .await
-            .map_err(StoreError::from)?;
-        let (sessions, counted) = Self::open_session(&mut tx, intent, at_ms, max_sessions).await?;
-        if !counted {
-            Self::insert_spends(&mut tx, intent, spends, at_ms).await?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok((sessions, !counted))
+    }
+
+    async fn remember_session(&self, session: &SessionUse) -> Result<(), IntentUse> {
+        self.opener.remember(session).await
     }
 
     async fn usage(&self, key_id: &str, asset: &str, since_ms: u64) -> Result<Usage, StoreError> {
@@ -403,8 +435,13 @@ impl Ledger for SqliteShareStore {
     }
 
     async fn prune_intents(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let before = to_i64(before_ms, "time")?;
         let done = sqlx::query("DELETE FROM intents WHERE not_after_ms < ?")
-            .bind(to_i64(before_ms, "time")?)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM used_sessions WHERE forget_ms < ?")
+            .bind(before)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
@@ -432,6 +469,18 @@ mod tests {
             not_after_ms: 2_000,
             counted: false,
             sessions: 0,
+        }
+    }
+
+    /// A session id not used before.
+    fn fresh() -> SessionUse {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        SessionUse {
+            id,
+            forget_ms: 5_000,
         }
     }
 
@@ -494,7 +543,9 @@ mod tests {
             Err(IntentUse::Forged { .. })
         ));
         assert!(matches!(
-            store.count_and_open(&intent("a", 9), None, 100, 3).await,
+            store
+                .count_and_open(&fresh(), &intent("a", 9), None, 100, 3)
+                .await,
             Err(IntentUse::Forged { .. })
         ));
         let usage = store
@@ -512,7 +563,7 @@ mod tests {
         for n in 1..=3 {
             assert_eq!(
                 store
-                    .count_and_open(&intent("a", 1), None, 100, 3)
+                    .count_and_open(&fresh(), &intent("a", 1), None, 100, 3)
                     .await
                     .expect("open")
                     .0,
@@ -520,13 +571,17 @@ mod tests {
             );
         }
         assert!(matches!(
-            store.count_and_open(&intent("a", 1), None, 100, 3).await,
+            store
+                .count_and_open(&fresh(), &intent("a", 1), None, 100, 3)
+                .await,
             Err(IntentUse::Replayed { sessions: 3, .. })
         ));
         drop(store);
         let store = SqliteShareStore::open(&path).await.expect("reopen");
         assert!(matches!(
-            store.count_and_open(&intent("a", 1), None, 100, 3).await,
+            store
+                .count_and_open(&fresh(), &intent("a", 1), None, 100, 3)
+                .await,
             Err(IntentUse::Replayed { .. })
         ));
         let known = store
@@ -538,6 +593,105 @@ mod tests {
         // Expired intents are forgotten (their replay is refused as expired).
         assert_eq!(store.prune_intents(2_001).await.expect("prune"), 1);
         assert!(store.intent("payments", "a").await.expect("get").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_openings_committed_together_count_each_intent_once_and_refuse_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let store = SqliteShareStore::open(&path).await.expect("open");
+        // Ten intents opened four times each (at most three sessions), all
+        // at once, plus a forgery of intent 0 among them.
+        let mut tasks = tokio::task::JoinSet::new();
+        for round in 0..4u8 {
+            for i in 0..10u8 {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    let r = store
+                        .count_and_open(
+                            &fresh(),
+                            &intent(&format!("i{i}"), i),
+                            Some(&eth(10)),
+                            100,
+                            3,
+                        )
+                        .await;
+                    (i, round, r)
+                });
+            }
+        }
+        let forger = store.clone();
+        tasks.spawn(async move {
+            let r = forger
+                .count_and_open(&fresh(), &intent("i0", 99), Some(&eth(1_000)), 100, 3)
+                .await;
+            (99, 0, r)
+        });
+        let mut opened = [0u32; 10];
+        let mut counted = [0u32; 10];
+        let mut replayed = [0u32; 10];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, _, result) = joined.expect("task");
+            match (i, result) {
+                (99, Err(IntentUse::Forged { .. })) => {}
+                (99, other) => panic!("the forgery was not refused: {other:?}"),
+                (i, Ok((_, now))) => {
+                    opened[usize::from(i)] += 1;
+                    counted[usize::from(i)] += u32::from(now);
+                }
+                (i, Err(IntentUse::Replayed { sessions: 3, .. })) => replayed[usize::from(i)] += 1,
+                (i, Err(e)) => panic!("intent {i}: {e}"),
+            }
+        }
+        assert_eq!(opened, [3; 10]);
+        assert_eq!(counted, [1; 10]);
+        assert_eq!(replayed, [1; 10]);
+        drop(store);
+        // Durable: a reopened store knows every count.
+        let store = SqliteShareStore::open(&path).await.expect("reopen");
+        let usage = store
+            .usage("key-1", "evm:1/native", 0)
+            .await
+            .expect("usage");
+        assert_eq!((usage.amount, usage.count), (Amount::from(100u64), 10));
+    }
+
+    #[tokio::test]
+    async fn a_used_session_id_is_refused_after_a_restart_until_it_is_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let store = SqliteShareStore::open(&path).await.expect("open");
+        let signing = fresh();
+        let dkg = fresh();
+        store
+            .count_and_open(&signing, &intent("a", 1), None, 100, 3)
+            .await
+            .expect("open");
+        store.remember_session(&dkg).await.expect("remember");
+        // A reused id is refused before its intent is looked at: the
+        // intent opened no second session.
+        assert!(matches!(
+            store.count_and_open(&signing, &intent("b", 2), None, 100, 3).await,
+            Err(IntentUse::SessionReused { id }) if id == signing.id
+        ));
+        assert!(store.intent("payments", "b").await.expect("get").is_none());
+        drop(store);
+        let store = SqliteShareStore::open(&path).await.expect("reopen");
+        for used in [&signing, &dkg] {
+            assert!(matches!(
+                store.remember_session(used).await,
+                Err(IntentUse::SessionReused { .. })
+            ));
+            assert!(matches!(
+                store
+                    .count_and_open(used, &intent("c", 3), None, 100, 3)
+                    .await,
+                Err(IntentUse::SessionReused { .. })
+            ));
+        }
+        // Pruned once past `forget_ms` (the ids' sessions are long over).
+        store.prune_intents(5_001).await.expect("prune");
+        store.remember_session(&dkg).await.expect("forgotten");
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //!
 //! Layout: [`config`] (TOML + environment), [`seal`] (encryption of shares at
 //! rest), [`store`] (the share store behind a trait, SQLite by default),
-//! [`ledger`] (policies, intents and counted spends, same database),
+//! [`ledger`] (policies, intents, counted spends and used session ids,
+//! same database; its session openings group-committed by one writer,
+//! `group_commit`),
 //! [`policy`] (signed intents, per-key policy, spend receipts, officer
 //! governance — every check before a nonce is drawn), [`identity`] (the
 //! node's encryption key and the verification of relayed participants),
@@ -27,6 +29,7 @@ pub mod bans;
 pub mod config;
 pub mod epochs;
 pub mod error;
+mod group_commit;
 pub mod identity;
 pub mod ledger;
 pub mod policy;

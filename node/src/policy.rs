@@ -47,7 +47,7 @@ use sigil_tls::{Identity, ReloadableTls};
 use crate::NodeError;
 use crate::audit::{NodeAudit, actions};
 use crate::config::PolicyConfig;
-use crate::ledger::{IntentRecord, IntentUse, Ledger, StoredPolicy, now_ms};
+use crate::ledger::{IntentRecord, IntentUse, Ledger, SessionUse, StoredPolicy, now_ms};
 use crate::store::{StoreError, StoredShare};
 
 /// The rolling window of the per-day limits.
@@ -146,6 +146,8 @@ fn store_error(e: StoreError) -> NodeError {
 fn intent_use(e: IntentUse) -> NodeError {
     match e {
         IntentUse::Store(e) => NodeError::Store(e),
+        // Worded as the in-memory session table words it.
+        e @ IntentUse::SessionReused { .. } => NodeError::InvalidRequest(e.to_string()),
         e @ (IntentUse::Forged { .. } | IntentUse::Replayed { .. }) => {
             NodeError::Refused(format!("replayed intent: {e}"))
         }
@@ -481,6 +483,7 @@ impl NodePolicy {
         &self,
         share: &StoredShare,
         session: &pb::SignSession,
+        used: &SessionUse,
         signers: &[NodeId],
         actor: &str,
     ) -> Result<SignCheck, NodeError> {
@@ -558,6 +561,7 @@ impl NodePolicy {
         let (_, counted) = self
             .ledger
             .count_and_open(
+                used,
                 &record_of(&verified),
                 spends.as_deref().filter(|s| !s.is_empty()),
                 now_ms(),
@@ -696,6 +700,14 @@ impl NodePolicy {
         }
         tracing::info!(key_id = %doc.key_id, version = doc.version, "policy applied");
         Ok(stored)
+    }
+
+    /// Records the id of a session that opens no intent (key generation,
+    /// reshare, drill, epoch test) before it starts, durably: a restarted
+    /// node refuses it too. Signing sessions record theirs with their
+    /// intent ([`Self::check_sign`]).
+    pub async fn remember_session(&self, used: &SessionUse) -> Result<(), NodeError> {
+        self.ledger.remember_session(used).await.map_err(intent_use)
     }
 
     /// Forgets intents that expired (plus the tolerated clock skew) before now.

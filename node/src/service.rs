@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 use crate::NodeError;
 use crate::audit::{NodeAudit, SessionAudit, actor_of, signed_digest};
 use crate::identity::{SessionSigner, node_identity, verify_participants};
+use crate::ledger::{SessionUse, now_ms};
 use crate::seal::{Binding, Kek};
 use crate::sessions::{Session, SessionKind, Sessions, Stepped};
 use crate::store::{ShareStatus, ShareStore, StoredShare};
@@ -93,10 +94,7 @@ impl NodeService {
 
     fn deadline(&self, requested_unix_ms: u64) -> Instant {
         let ttl = self.sessions.ttl();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
         let requested = Duration::from_millis(requested_unix_ms.saturating_sub(now_ms));
         let ttl = if requested_unix_ms == 0 {
             ttl
@@ -147,6 +145,26 @@ impl NodeService {
             key: self.tls.identity_key()?,
         });
         let expires = self.deadline(req.deadline_unix_ms);
+        // The id is remembered durably (until the in-memory table would
+        // forget it) before anything of the session exists, so a restarted
+        // node refuses it as well.
+        let used = SessionUse {
+            id: *session_id.as_bytes(),
+            forget_ms: now_ms().saturating_add(
+                u64::try_from(
+                    (expires.saturating_duration_since(Instant::now()) + self.sessions.ttl())
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+            ),
+        };
+        let signs_intent = matches!(
+            &req.kind,
+            Some(pb::start_session_request::Kind::Sign(s)) if !s.epoch_test
+        );
+        if !signs_intent {
+            self.policy.remember_session(&used).await?;
+        }
         let mut receipt = None;
         let mut inline_steps = false;
         let (kind, messages) = match req.kind {
@@ -226,7 +244,7 @@ impl NodeService {
                     // checked against this node's own copy of the key's policy.
                     let check = self
                         .policy
-                        .check_sign(&stored, &s, &participants.ids, &audit.actor)
+                        .check_sign(&stored, &s, &used, &participants.ids, &audit.actor)
                         .await?;
                     receipt = Some(check.receipt);
                     (stored, check.input, check.gate)

@@ -23,6 +23,10 @@ pub enum StoreError {
     Exists { key_id: String, epoch: u64 },
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A grouped commit of the intent ledger failed (`group_commit`); the
+    /// message is the failing statement's error.
+    #[error("intent ledger: {0}")]
+    Batch(String),
     #[error("policy of key {key_id} is at version {current}; version {proposed} is not newer")]
     Rollback {
         key_id: String,
@@ -197,6 +201,8 @@ pub enum EpochSwitch {
 #[derive(Clone, Debug)]
 pub struct SqliteShareStore {
     pub(crate) pool: SqlitePool,
+    /// The intent ledger's group-committing writer (its own connection).
+    pub(crate) opener: crate::group_commit::Opener,
 }
 
 impl SqliteShareStore {
@@ -229,7 +235,8 @@ impl SqliteShareStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let opener = crate::group_commit::Opener::start(&pool).await?;
+        Ok(Self { pool, opener })
     }
 
     fn row_to_share(row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {

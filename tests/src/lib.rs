@@ -37,6 +37,7 @@ pub struct TestCluster {
 
 /// A node server started by [`TestCluster::restart_node`].
 struct RestartedNode {
+    id: u16,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -314,8 +315,8 @@ impl TestCluster {
     }
 
     /// Restarts node `id` from its data directory (same certificate, key
-    /// shares and encryption key; no live sessions, and none of the session
-    /// ids it saw, which are kept in memory only) on a fresh `127.0.0.1:0`
+    /// shares, encryption key and ledger, which remembers the session ids it
+    /// accepted; no live sessions) on a fresh `127.0.0.1:0`
     /// port. Node customizers (faults) are not applied again. Only the
     /// cluster info used by new clients (e.g. a [`RogueCoordinator`] created
     /// afterwards) learns the new address; the running coordinator does not.
@@ -331,10 +332,30 @@ impl TestCluster {
     }
 
     async fn restart_node_on(&mut self, id: u16, bind: SocketAddr) -> Result<SocketAddr> {
-        anyhow::ensure!(
-            self.cluster.stop_node(id).await,
-            "node {id} was not running"
-        );
+        self.stop_node(id).await?;
+        self.start_stopped_node(id, bind).await
+    }
+
+    /// Stops node `id` (its data stays); returns its data directory, for a
+    /// test to alter what is on disk before [`Self::start_stopped_node`].
+    pub async fn stop_node(&mut self, id: u16) -> Result<std::path::PathBuf> {
+        if let Some(i) = self.restarted.iter().position(|n| n.id == id) {
+            let node = self.restarted.swap_remove(i);
+            let _ = node.stop.send(());
+            node.task.await?;
+        } else {
+            anyhow::ensure!(
+                self.cluster.stop_node(id).await,
+                "node {id} was not running"
+            );
+        }
+        Ok(self.dir.path().join(format!("node-{id}")))
+    }
+
+    /// Starts node `id`, stopped by [`Self::stop_node`], from its data
+    /// directory on `bind` (`127.0.0.1:0` for a fresh port); see
+    /// [`Self::restart_node`] for what the running coordinator learns.
+    pub async fn start_stopped_node(&mut self, id: u16, bind: SocketAddr) -> Result<SocketAddr> {
         let config =
             sigil_node::NodeConfig::load(&self.dir.path().join(format!("node-{id}/node.toml")))?;
         let server = sigil_node::NodeServer::open(config).await?;
@@ -350,7 +371,7 @@ impl TestCluster {
                 tracing::error!(node = id, error = %e, "restarted node failed");
             }
         });
-        self.restarted.push(RestartedNode { stop, task });
+        self.restarted.push(RestartedNode { id, stop, task });
         for node in self.cluster.nodes.iter_mut().filter(|n| n.id == id) {
             node.addr = addr;
             node.handle = handle.clone();
