@@ -475,7 +475,10 @@ mod tron {
 
 mod solana {
     //! Solana: a System transfer and an SPL Token transfer signed by a
-    //! frost-ed25519 key, verified by the Solana crates' own code.
+    //! frost-ed25519 key, verified by the Solana crates' own code and
+    //! executed by an independent Solana runtime (`sigil-solana-exec`,
+    //! LiteSVM, built from `tests/solana-runtime`: its Solana crates cannot
+    //! share this workspace's versions).
 
     use solana_address::Address;
     use solana_message::{Instruction, VersionedMessage};
@@ -525,9 +528,45 @@ mod solana {
         Ok(())
     }
 
+    /// The runtime's binary: `SIGIL_SOLANA_EXEC` if set (CI builds it
+    /// first), else built here (a debug build, about two minutes cold).
+    fn solana_exec() -> Result<std::path::PathBuf> {
+        if let Ok(path) = std::env::var("SIGIL_SOLANA_EXEC") {
+            return Ok(path.into());
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("solana-runtime");
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["build", "--locked", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(dir.join("target"))
+            .status()
+            .context("building sigil-solana-exec")?;
+        anyhow::ensure!(status.success(), "building sigil-solana-exec failed");
+        Ok(dir.join("target/debug/sigil-solana-exec"))
+    }
+
+    /// Runs `input` (the tool's JSON contract) through the Solana runtime.
+    fn execute(input: &serde_json::Value) -> Result<serde_json::Value> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(solana_exec()?)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting sigil-solana-exec")?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(input.to_string().as_bytes())?;
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(out.status.success(), "sigil-solana-exec: {}", out.status);
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
     #[tokio::test]
-    async fn a_system_transfer_and_an_spl_transfer_are_signed_and_verified_by_solana() -> Result<()>
-    {
+    async fn a_system_transfer_and_an_spl_transfer_are_signed_and_executed_by_a_solana_runtime()
+    -> Result<()> {
         let tc = TestCluster::start(3).await?;
         let key = tc.create_key(pb::Scheme::FrostEd25519, 2).await?;
         let payer = key_address(&key)?;
@@ -543,7 +582,8 @@ mod solana {
         let resp = tc
             .sign(tc.intent_request(&key, "", payload(transfer.clone()), "sol")?)
             .await?;
-        assert_solana_verifies(&resp.transaction.context("signed")?, &transfer)?;
+        let sol_tx = resp.transaction.context("signed")?;
+        assert_solana_verifies(&sol_tx, &transfer)?;
 
         let spl = message(
             &[spl_token_interface::instruction::transfer_checked(
@@ -561,7 +601,56 @@ mod solana {
         let resp = tc
             .sign(tc.intent_request(&key, "", payload(spl.clone()), "spl")?)
             .await?;
-        assert_solana_verifies(&resp.transaction.context("signed")?, &spl)?;
+        let spl_tx = resp.transaction.context("signed")?;
+        assert_solana_verifies(&spl_tx, &spl)?;
+
+        // Both, as broadcast, in a Solana runtime with signature checks on:
+        // the key's account pays 5000 lamports a signature and both move funds.
+        let run = execute(&serde_json::json!({
+            "accounts": [
+                {"kind": "system", "address": payer.to_string(), "lamports": 1_000_000_000u64},
+                {"kind": "token_mint", "address": USDC_MINT, "decimals": 6, "supply": 10_000_000u64},
+                {"kind": "token_account", "address": address(3).to_string(), "mint": USDC_MINT,
+                 "owner": payer.to_string(), "amount": 10_000_000u64},
+                {"kind": "token_account", "address": address(4).to_string(), "mint": USDC_MINT,
+                 "owner": address(5).to_string(), "amount": 0},
+            ],
+            "transactions": [sol_tx.base64, spl_tx.base64],
+            "report": [payer.to_string(), address(7).to_string(), address(3).to_string(),
+                       address(4).to_string()],
+        }))?;
+        for (i, result) in run["results"]
+            .as_array()
+            .context("results")?
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(result["ok"], true, "transaction {i}: {result}");
+        }
+        assert_eq!(run["results"][0]["signature"], sol_tx.id.as_str());
+        let accounts = &run["accounts"];
+        assert_eq!(
+            accounts[0]["lamports"],
+            1_000_000_000u64 - 1_500_000 - 2 * 5_000
+        );
+        assert_eq!(accounts[1]["lamports"], 1_500_000);
+        assert_eq!(accounts[2]["token_amount"], 10_000_000u64 - 2_500_000);
+        assert_eq!(accounts[3]["token_amount"], 2_500_000);
+
+        // The same transfer with one signature bit flipped: refused unexecuted.
+        let mut forged = sol_tx.raw.clone();
+        forged[1] ^= 1;
+        use bitcoin::base64::Engine as _;
+        let run = execute(&serde_json::json!({
+            "accounts": [
+                {"kind": "system", "address": payer.to_string(), "lamports": 1_000_000_000u64},
+            ],
+            "transactions": [bitcoin::base64::engine::general_purpose::STANDARD.encode(&forged)],
+            "report": [address(7).to_string()],
+        }))?;
+        assert_eq!(run["results"][0]["ok"], false, "{run}");
+        assert_eq!(run["results"][0]["error"], "SignatureFailure", "{run}");
+        assert_eq!(run["accounts"][0]["lamports"], 0);
         Ok(())
     }
 
