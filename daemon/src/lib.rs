@@ -5,25 +5,44 @@
 //! Kept apart from the daemons' libraries so both binaries boot identically
 //! and operational plumbing shared by both (metrics, later) has one home.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::de::DeserializeOwned;
 
-/// Installs the global `tracing` subscriber: filter from `SIGIL_LOG`
-/// (default `info`), JSON lines when `SIGIL_LOG_FORMAT=json`.
+/// Installs the global `tracing` subscriber, writing to stdout: filter from
+/// `SIGIL_LOG` (default `info`), JSON lines when `SIGIL_LOG_FORMAT=json`.
+/// Text is coloured only when stdout is a terminal and `NO_COLOR` is unset
+/// ([`ansi_colours`]), so logs collected by a supervisor or a file carry no
+/// escape codes; JSON never is.
 pub fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG").unwrap_or_else(|_| "info".into());
     if std::env::var("SIGIL_LOG_FORMAT").as_deref() == Ok("json") {
         tracing_subscriber::fmt()
             .json()
+            .with_ansi(false)
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        let ansi = ansi_colours(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
+        tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
+}
+
+/// Whether text logs written to a stream use ANSI colours: only on a
+/// terminal, and not when `NO_COLOR` is set to a non-empty value
+/// (<https://no-color.org>).
+pub fn ansi_colours(stream_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stream_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Completes on Ctrl-C or (on Unix) SIGTERM: the `shutdown` future a
@@ -70,6 +89,16 @@ mod tests {
     #[derive(Debug, serde::Deserialize, PartialEq)]
     struct Section {
         size: u32,
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(ansi_colours(true, None));
+        assert!(ansi_colours(true, Some(OsStr::new(""))));
+        assert!(!ansi_colours(true, Some(OsStr::new("1"))));
+        assert!(!ansi_colours(false, None));
+        assert!(!ansi_colours(false, Some(OsStr::new(""))));
     }
 
     #[test]

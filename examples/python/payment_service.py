@@ -46,11 +46,11 @@ INTENT_DOMAIN = b"sigil.v1.Intent\x00"
 INTENT_TTL_MS = 5 * 60 * 1000
 # Order of the secp256k1 group: Ethereum accepts only s <= N/2 (EIP-2).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-# The name the coordinator's certificate is checked against. Its certificate
-# carries a SPIFFE URI SAN (spiffe://<trust domain>/coordinator) and no DNS
-# or IP SAN; grpcio matches only DNS names, and with no DNS SAN it falls back
-# to the subject common name, which is "coordinator". See README.md.
-DEFAULT_TLS_SERVER_NAME = "coordinator"
+# The host the coordinator is reached at (on the port of cluster.json), and
+# the name its certificate is verified against, as for any TLS server: the
+# dev certificate carries DNS SANs coordinator.<trust domain> and localhost
+# and IP SANs 127.0.0.1 and ::1 besides its SPIFFE URI. See README.md.
+DEFAULT_HOST = "localhost"
 
 
 class Failure(Exception):
@@ -100,7 +100,8 @@ class ClientFiles:
             raise Failure(f"{info_path} not found: is `sigil --data-dir {data_dir} up` running?") from e
         except (OSError, ValueError) as e:
             raise Failure(f"cannot read {info_path}: {e}") from e
-        self.coordinator: str = info["coordinator"]
+        # "127.0.0.1:7400": only the port is used; the host is --host.
+        self.coordinator_port: str = info["coordinator"].rsplit(":", 1)[-1]
         self.trust_domain: str = info.get("trust_domain", "")
         files = info.get("clients", {}).get(client)
         if files is None:
@@ -240,15 +241,19 @@ def tamper(signed: policy_pb2.SignedIntent, intent: policy_pb2.Intent, how: str,
 # ---------------------------------------------------------------- gRPC
 
 
-def channel(files: ClientFiles, server_name: str) -> grpc.Channel:
+def channel(files: ClientFiles, host: str, server_name: str | None) -> grpc.Channel:
     creds = grpc.ssl_channel_credentials(
         root_certificates=files.ca_pem,
         private_key=files.key_pem,
         certificate_chain=files.cert_pem,
     )
-    # The server certificate is still verified against the cluster CA and
-    # this name; see DEFAULT_TLS_SERVER_NAME.
-    return grpc.secure_channel(files.coordinator, creds, options=[("grpc.ssl_target_name_override", server_name)])
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    # grpcio verifies the coordinator's certificate against the cluster CA
+    # and the host connected to (a DNS or IP SAN); --tls-server-name
+    # verifies it against another name instead.
+    options = [] if server_name is None else [("grpc.ssl_target_name_override", server_name)]
+    return grpc.secure_channel(f"{host}:{files.coordinator_port}", creds, options=options)
 
 
 def describe_rpc_error(method: str, e: grpc.RpcError) -> dict:
@@ -319,9 +324,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--derivation-path", default="", help='BIP-32 path of a child key, e.g. "m/0/7" (default: the key itself)')
     p.add_argument("--client", default="signer", help="client identity of the data directory to act as (default: signer)")
     p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"host to reach the coordinator at, on the port of cluster.json; its certificate is verified against it (default: {DEFAULT_HOST})",
+    )
+    p.add_argument(
         "--tls-server-name",
-        default=DEFAULT_TLS_SERVER_NAME,
-        help=f"name to verify the coordinator's certificate against (default: {DEFAULT_TLS_SERVER_NAME})",
+        default=None,
+        help="verify the coordinator's certificate against this name instead of --host (grpc.ssl_target_name_override)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per call (default 120)")
     p.add_argument(
@@ -342,7 +352,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     files = ClientFiles(args.data_dir, args.client)
     tx = Eip1559Tx(args)
-    with channel(files, args.tls_server_name) as ch:
+    with channel(files, args.host, args.tls_server_name) as ch:
         signing = coordinator_pb2_grpc.SigningStub(ch)
         try:
             key = signing.GetPublicKey(

@@ -7,9 +7,11 @@
 # It installs the pinned Python dependencies into a virtualenv, generates the
 # gRPC modules from proto/, starts `sigil up` on ephemeral ports in a
 # temporary data directory, creates a 2-of-3 ecdsa-secp256k1 key, has the
-# payment service get a 0.5 ETH transfer signed (and checks the signature
-# with the Rust verifier too), sends two tampered intents that must be
-# refused with PERMISSION_DENIED, stops the cluster and prints
+# payment service get a 0.5 ETH transfer signed over a channel to
+# localhost that verifies the coordinator's certificate by that host name
+# (and checks the signature with the Rust verifier too), checks that a name
+# the certificate does not carry is refused, sends two tampered intents that
+# must be refused with PERMISSION_DENIED, stops the cluster and prints
 # "N passed, N failed".
 #
 # Environment: SIGIL_BIN (default target/debug/sigil), PYTHON (default
@@ -191,6 +193,18 @@ print(r["public_key"], r["signature"], r["unsigned_transaction"])' "$work/paymen
   else
     fail "sigil verify accepts the signature over keccak256(unsigned transaction)"
   fi
+fi
+
+log "a server name the coordinator's certificate does not carry must be refused"
+"$py" "$here/payment_service.py" --data-dir "$data_dir" --key-id "$key_id" \
+  --to "$to_address" --value-wei "$half_eth_wei" --chain-id 1 --nonce 1 \
+  --tls-server-name evil.example --timeout 20 >/dev/null 2>"$work/wrong-name.err"
+status=$?
+cat "$work/wrong-name.err"
+if [ "$status" -ne 0 ] && grep -q "UNAVAILABLE" "$work/wrong-name.err"; then
+  pass "grpcio refuses the coordinator's certificate for evil.example"
+else
+  fail "grpcio refuses the coordinator's certificate for evil.example"
 fi
 
 for how in signature payload; do

@@ -4,6 +4,7 @@
 //! performs the TLS handshake itself with the newest [`ReloadableTls`]
 //! client configuration, presenting this process's certificate and
 //! accepting only a server that presents the `expected` identity.
+//! [`channel_with_config`] dials with any rustls configuration instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,41 @@ pub fn channel(
     tls: Arc<ReloadableTls>,
     opts: &DialOptions,
 ) -> Result<Channel, TlsError> {
+    dial(address, opts, move || {
+        let config = tls
+            .client_config(&expected)
+            .map_err(std::io::Error::other)?;
+        // Server names are not used for verification (identities are); SNI only.
+        let name = ServerName::try_from("sigil.invalid").map_err(std::io::Error::other)?;
+        Ok((config, name))
+    })
+}
+
+/// A channel to `address` (`host:port`) that verifies the server with
+/// `config` exactly as given and sends `server_name` as SNI: with a stock
+/// webpki configuration (roots from the CA bundle), the server is checked
+/// by that host name against its certificate's DNS and IP SANs, as grpcio
+/// or grpcurl check it. `config` should offer ALPN `h2`.
+pub fn channel_with_config(
+    address: &str,
+    server_name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+    opts: &DialOptions,
+) -> Result<Channel, TlsError> {
+    dial(address, opts, move || {
+        Ok((config.clone(), server_name.clone()))
+    })
+}
+
+/// A lazily connecting channel whose every connection does a TLS handshake
+/// with the configuration and server name `tls` returns at that moment.
+fn dial<F>(address: &str, opts: &DialOptions, tls: F) -> Result<Channel, TlsError>
+where
+    F: Fn() -> std::io::Result<(Arc<rustls::ClientConfig>, ServerName<'static>)>
+        + Clone
+        + Send
+        + 'static,
+{
     let mut endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| TlsError::Endpoint(format!("{address}: {e}")))?
         .connect_timeout(opts.connect_timeout)
@@ -48,16 +84,11 @@ pub fn channel(
     let address = address.to_owned();
     let connector = tower::service_fn(move |_uri: Uri| {
         let tls = tls.clone();
-        let expected = expected.clone();
         let address = address.clone();
         async move {
-            let config = tls
-                .client_config(&expected)
-                .map_err(std::io::Error::other)?;
+            let (config, name) = tls()?;
             let tcp = tokio::net::TcpStream::connect(&address).await?;
             tcp.set_nodelay(true)?;
-            // Server names are not used for verification (identities are); SNI only.
-            let name = ServerName::try_from("sigil.invalid").map_err(std::io::Error::other)?;
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await?;

@@ -99,8 +99,8 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
             t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} nodes"));
             t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} key list"));
             t.line(format_args!(
-                "  grpcurl -cacert {dd}/pki/ca.pem -cert {dd}/pki/client-operator.pem -key {dd}/pki/client-operator.key \\\n      -authority sigil.invalid {} list",
-                cluster.coordinator_addr
+                "  grpcurl -cacert {dd}/pki/ca.pem -cert {dd}/pki/client-operator.pem -key {dd}/pki/client-operator.key \\\n      localhost:{} list",
+                cluster.coordinator_addr.port()
             ));
             t.line("");
             t.line("Ctrl-C stops the cluster.");
