@@ -12,6 +12,7 @@
 //! | `sign_session_failed` | that session failed (outcome `error:<kind>`, culprits) | — |
 //! | `signature_returned` | a signature is about to be returned (before the idempotency record stores it) | yes |
 //! | `misbehaviour` | a protocol named nodes as cheaters (culprits) | — |
+//! | `unattributed_fault` | quorums of a signing request produced output that did not combine and nobody can be named (DKLs23 final values): outcome `error:unattributed`, no culprits; `quorum` = their nodes, `detail` = the quorums and how the request went on. Nobody is excluded for it | — |
 //! | `key_created` | a DKG finished, before the key is committed on the nodes | yes |
 //! | `exclusion_cleared` | an operator cleared a node's exclusion, before it is cleared | yes |
 //! | `recovery_drill` | a node restored from a backup co-signed a drill message with live nodes and the signature verified under the group key (before the drill is reported); outcome `error:<kind>` when a drill failed. Its session has a `sign_session` record like any signing session | yes |
@@ -38,6 +39,8 @@ pub mod actions {
     pub const SIGN_SESSION_FAILED: &str = "sign_session_failed";
     /// A protocol named nodes as cheaters.
     pub const MISBEHAVIOUR: &str = "misbehaviour";
+    /// Quorums' output did not combine and nobody can be named (nobody is excluded).
+    pub const UNATTRIBUTED_FAULT: &str = "unattributed_fault";
     /// An operator let an excluded node sign with a key again.
     pub const EXCLUSION_CLEARED: &str = "exclusion_cleared";
     /// A refresh or reshare produced a verified new epoch; its commit
@@ -265,6 +268,27 @@ impl CoordinatorAudit {
                 .culprits(culprits.to_vec())
                 .outcome(sigil_audit::outcome::error("misbehaviour"))
                 .detail(reason),
+        )
+        .await;
+    }
+
+    /// The quorums in `quorums` failed with nobody to blame, the first in
+    /// session `session_id`. No node is named: `quorum` holds every node of
+    /// them, and `detail` the quorums themselves and `reason`.
+    pub async fn unattributed_fault(
+        &self,
+        key_id: &str,
+        session_id: &str,
+        quorums: &[Vec<u16>],
+        reason: &str,
+    ) {
+        self.note(
+            Entry::new(self.me().to_owned(), actions::UNATTRIBUTED_FAULT)
+                .key_id(key_id)
+                .session_id(session_id)
+                .quorum(quorums.concat()) // sorted and deduplicated on append
+                .outcome(sigil_audit::outcome::error("unattributed"))
+                .detail(format!("quorums {quorums:?}: {reason}")),
         )
         .await;
     }

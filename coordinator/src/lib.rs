@@ -12,12 +12,16 @@
 //! [`nodes`] (mTLS channels to the nodes, health, quorum choice),
 //! [`driver`] (one protocol session across its nodes), [`intents`] (signed
 //! intents, per-key access, approvals, spend receipts and policy relay —
-//! early checks the nodes repeat themselves), [`ops`] (key generation and
-//! signing with retries, one session per part of a payload),
-//! [`transactions`] (the signed chain transaction returned with the
-//! signatures), [`epochs`] (refresh and reshare: redistribution,
-//! test signatures, commit certificates, resumed switches), [`drill`]
-//! (backups relayed from the nodes, recovery drills with a restored node),
+//! early checks the nodes repeat themselves), [`keygen`] (key generation:
+//! the DKG and its commit on the nodes), [`signing`] (signing, one session
+//! per part of a payload, with retries), [`retry`] (the retry, quorum and
+//! blame policy of a signing request, without I/O), [`ops`] (what those
+//! share: recording culprits, session failures, clearing exclusions, key
+//! lookup, addresses), [`transactions`] (the signed chain transaction
+//! returned with the signatures), [`epochs`] (refresh and reshare:
+//! redistribution, test signatures, commit certificates, resumed switches),
+//! [`drill`] (backups relayed from the nodes, recovery drills with a
+//! restored node),
 //! [`service`] (the client-facing gRPC services),
 //! [`audit`] (the coordinator's audit log, fail closed, and the per-request
 //! audit layer), [`audit_api`] (the Audit service, relaying node logs),
@@ -31,11 +35,14 @@ pub mod driver;
 pub mod epochs;
 pub mod error;
 pub mod intents;
+pub mod keygen;
 pub mod nodes;
 pub mod ops;
+pub mod retry;
 pub mod roles;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod store;
 pub mod transactions;
 
