@@ -26,7 +26,8 @@ use ring::signature::{
 };
 use sigil_protocol::engine::{self, Aggregator, DkgOutput, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{
-    EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier, SecureSession,
+    ContextKind, EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier,
+    SecureSession, SessionContext,
 };
 use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
 use sigil_protocol::{NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
@@ -157,7 +158,12 @@ impl Parties {
     }
 
     /// Wraps `inner`, run by `me`, in the envelope the nodes use.
-    fn secure<P: Protocol>(&self, me: NodeId, inner: P) -> Result<SecureSession<P>, BaselineError> {
+    fn secure<P: Protocol>(
+        &self,
+        me: NodeId,
+        context: SessionContext,
+        inner: P,
+    ) -> Result<SecureSession<P>, BaselineError> {
         let (Some(identity), Some(keypair)) = (self.identities.get(&me), self.encryption.get(&me))
         else {
             return Err(BaselineError::Parameters(format!("{me} is not a party")));
@@ -170,6 +176,7 @@ impl Parties {
             .collect();
         Ok(SecureSession::new(
             inner,
+            context,
             identity.clone(),
             self.verifier.clone(),
             keypair.clone(),
@@ -237,10 +244,11 @@ fn dkg(
     threshold: u16,
 ) -> Result<BTreeMap<NodeId, DkgOutput>, BaselineError> {
     let session = random_session();
+    let context = SessionContext::new(ContextKind::Dkg, scheme, "bench", 0, &parties.ids);
     let mut sessions = BTreeMap::new();
     for &me in &parties.ids {
         let protocol = engine::new_dkg(scheme, session, me, &parties.ids, threshold, &mut OsRng)?;
-        sessions.insert(me, parties.secure(me, protocol)?);
+        sessions.insert(me, parties.secure(me, context, protocol)?);
     }
     Ok(drive(session, sessions, "DKG")?.0)
 }
@@ -257,13 +265,14 @@ fn sign_once(
 ) -> Result<Vec<u8>, BaselineError> {
     let session = random_session();
     let input = SignInput::new(scheme, message, Encoding::Raw, "")?;
+    let context = SessionContext::new(ContextKind::Sign, scheme, "bench", 0, signers);
     let mut sessions = BTreeMap::new();
     for &me in signers {
         let share = shares
             .get(&me)
             .ok_or_else(|| BaselineError::Parameters(format!("no key share for {me}")))?;
         let protocol = engine::new_signer(share, session, me, signers, &input, &mut OsRng)?;
-        sessions.insert(me, parties.secure(me, protocol)?);
+        sessions.insert(me, parties.secure(me, context, protocol)?);
     }
     let (_, rounds) = drive(session, sessions, "signing")?;
     let mut aggregator = Aggregator::new(

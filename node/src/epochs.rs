@@ -23,7 +23,7 @@ use sigil_policy::{OperationKind, RequestedOperation};
 use sigil_proto::convert::{scheme_from_wire, scheme_to_wire};
 use sigil_proto::v1 as pb;
 use sigil_protocol::engine::{self, Encoding, KeyShare, ReshareKind, ReshareSpec, SignInput};
-use sigil_protocol::envelope::SecureSession;
+use sigil_protocol::envelope::{ContextKind, SecureSession, SessionContext};
 use sigil_protocol::{NodeId, SessionId};
 
 use crate::NodeError;
@@ -201,8 +201,16 @@ impl NodeService {
             share.as_ref(),
             &mut OsRng,
         )?;
+        let context = SessionContext::new(
+            ContextKind::Reshare,
+            scheme,
+            &r.key_id,
+            r.epoch,
+            &participants.ids,
+        );
         let mut secure = SecureSession::new(
             protocol,
+            context,
             signer,
             participants.verifier,
             self.encryption_keypair()?,

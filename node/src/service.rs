@@ -18,7 +18,9 @@ use sigil_proto::convert::{
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::node_server::Node;
 use sigil_protocol::engine;
-use sigil_protocol::envelope::{EncryptionKeypair, SecureSession, SignedMessage};
+use sigil_protocol::envelope::{
+    ContextKind, EncryptionKeypair, SecureSession, SessionContext, SignedMessage,
+};
 use sigil_protocol::{NodeId, Scheme, SessionId};
 use sigil_tls::ReloadableTls;
 use tokio_stream::StreamExt;
@@ -193,8 +195,11 @@ impl NodeService {
                     &mut OsRng,
                 )?;
                 let ids: Vec<u16> = participants.ids.iter().map(|p| p.get()).collect();
+                let context =
+                    SessionContext::new(ContextKind::Dkg, scheme, &d.key_id, 0, &participants.ids);
                 let mut secure = SecureSession::new(
                     protocol,
+                    context,
                     signer,
                     participants.verifier,
                     self.encryption_keypair()?,
@@ -251,8 +256,13 @@ impl NodeService {
                 };
                 audit.digest = signed_digest(input.signed_bytes());
                 inline_steps = stored.scheme != Scheme::EcdsaSecp256k1;
+                let kind = if s.epoch_test {
+                    ContextKind::EpochTest
+                } else {
+                    ContextKind::Sign
+                };
                 let (secure, messages) =
-                    self.start_signer(&stored, &input, session_id, me, participants, signer)?;
+                    self.start_signer(&stored, &input, kind, session_id, me, participants, signer)?;
                 tracing::info!(
                     session = %session_id, key_id = %s.key_id, epoch = stored.epoch,
                     epoch_test = s.epoch_test, request = %req.request_id, "signing session started"
@@ -272,8 +282,15 @@ impl NodeService {
                     .drill_input(&d, session_id, me, &participants.ids)
                     .await?;
                 audit.digest = signed_digest(input.signed_bytes());
-                let (secure, messages) =
-                    self.start_signer(&stored, &input, session_id, me, participants, signer)?;
+                let (secure, messages) = self.start_signer(
+                    &stored,
+                    &input,
+                    ContextKind::Drill,
+                    session_id,
+                    me,
+                    participants,
+                    signer,
+                )?;
                 tracing::info!(
                     session = %session_id, key_id = %d.key_id, epoch = stored.epoch,
                     request = %req.request_id, "recovery drill signing session started"
@@ -312,11 +329,14 @@ impl NodeService {
         })
     }
 
-    /// Opens this node's signing state machine with `stored` over `input`.
+    /// Opens this node's signing state machine with `stored` over `input`,
+    /// in a `kind` session of the stored key and epoch.
+    #[allow(clippy::too_many_arguments)]
     fn start_signer(
         &self,
         stored: &StoredShare,
         input: &engine::SignInput,
+        kind: ContextKind,
         session_id: SessionId,
         me: NodeId,
         participants: crate::identity::Participants,
@@ -325,8 +345,16 @@ impl NodeService {
         let share = self.open_share(stored)?;
         let protocol =
             engine::new_signer(&share, session_id, me, &participants.ids, input, &mut OsRng)?;
+        let context = SessionContext::new(
+            kind,
+            stored.scheme,
+            &stored.key_id,
+            stored.epoch,
+            &participants.ids,
+        );
         let mut secure = SecureSession::new(
             protocol,
+            context,
             signer,
             participants.verifier,
             self.encryption_keypair()?,
@@ -407,7 +435,12 @@ impl NodeService {
                 if let SessionKind::Sign { key_id, .. } = &session.kind {
                     tracing::info!(session = %session_id, key_id = %key_id, "signature share issued");
                 }
-                let messages = self.maybe_corrupt(messages);
+                let messages = match &session.kind {
+                    SessionKind::Sign { secure, .. } => {
+                        self.maybe_corrupt(secure.context(), messages)
+                    }
+                    _ => messages,
+                };
                 return Ok(response(&messages, None));
             }
             Stepped::DkgDone(messages, out) => (messages, out),
@@ -512,7 +545,11 @@ impl NodeService {
     }
 
     #[cfg(feature = "fault-injection")]
-    fn maybe_corrupt(&self, mut messages: Vec<SignedMessage>) -> Vec<SignedMessage> {
+    fn maybe_corrupt(
+        &self,
+        context: SessionContext,
+        mut messages: Vec<SignedMessage>,
+    ) -> Vec<SignedMessage> {
         use sigil_protocol::envelope::IdentitySigner;
         if !self.faults.corrupt_signature_share {
             return messages;
@@ -530,14 +567,18 @@ impl NodeService {
             if let Some(b) = m.message.payload.get_mut(mid) {
                 *b ^= bit;
             }
-            m.signature = signer.sign(&m.message.signing_bytes());
+            m.signature = signer.sign(&context.signing_bytes(&m.message));
         }
         tracing::warn!("fault injection: signature share corrupted");
         messages
     }
 
     #[cfg(not(feature = "fault-injection"))]
-    fn maybe_corrupt(&self, messages: Vec<SignedMessage>) -> Vec<SignedMessage> {
+    fn maybe_corrupt(
+        &self,
+        _context: SessionContext,
+        messages: Vec<SignedMessage>,
+    ) -> Vec<SignedMessage> {
         messages
     }
 }

@@ -5,14 +5,24 @@
 //! - outbound, every payload addressed to one node ([`Recipient::Node`]) is
 //!   sealed to that node's X25519 encryption key with HPKE (RFC 9180, base
 //!   mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305,
-//!   `info` = a Sigil domain string, AAD = the message header), then every
-//!   message is signed by the node's identity key over
-//!   [`Message::signing_bytes`] of the sealed form → [`SignedMessage`];
+//!   `info` = a Sigil domain string and the [`SessionContext`], AAD = the
+//!   message header), then every message is signed by the node's identity
+//!   key over [`SessionContext::signing_bytes`] of the sealed form →
+//!   [`SignedMessage`];
 //! - inbound, every sender signature is verified first (failure:
 //!   [`ProtocolError::BadSenderSignature`], which implicates the relay),
 //!   then sealed payloads are opened (failure despite a valid signature:
 //!   [`ProtocolError::Undecryptable`], which blames the sender), and only then
 //!   are plaintext messages handed to the inner protocol.
+//!
+//! The [`SessionContext`] — protocol kind, scheme, key id, epoch and the
+//! ordered participants, as each node reads them from its own request —
+//! is bound into every signature and every HPKE `info`. A message is
+//! accepted only by a party that was told the same context: one taken from
+//! a session about another key, epoch, kind or set of participants, even
+//! under the same session id, fails its sender signature (blamed on the
+//! relay, the only party that moves messages between sessions) and its
+//! sealed payload does not open.
 //!
 //! Identity keys are the nodes' certificate keys: [`IdentitySigner`] and
 //! [`PeerVerifier`] are implemented by the TLS crate. Randomness comes in as
@@ -27,9 +37,10 @@ use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use rand_chacha::rand_core::SeedableRng as _;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{Message, NodeId, Protocol, ProtocolError, Recipient, SessionId, Transition};
+use crate::{Message, NodeId, Protocol, ProtocolError, Recipient, Scheme, SessionId, Transition};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
@@ -39,6 +50,98 @@ type Aead = hpke::aead::ChaCha20Poly1305;
 const HPKE_INFO: &[u8] = b"sigil/v1/envelope/hpke-x25519-sha256-chacha20poly1305";
 /// Length of an X25519 encapsulated key, which prefixes every sealed payload.
 const ENC_LEN: usize = 32;
+/// Domain of [`SessionContext`] digests.
+const CONTEXT_DOMAIN: &[u8] = b"sigil/v1/session-context";
+
+/// What kind of session a [`SessionContext`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextKind {
+    /// Distributed key generation.
+    Dkg,
+    /// Signing what a requester's intent asks for.
+    Sign,
+    /// Signing the test message of a staged epoch.
+    EpochTest,
+    /// Signing a recovery drill's message.
+    Drill,
+    /// Refresh or reshare of a key's shares.
+    Reshare,
+}
+
+impl ContextKind {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Self::Dkg => b"dkg",
+            Self::Sign => b"sign",
+            Self::EpochTest => b"epoch-test",
+            Self::Drill => b"drill",
+            Self::Reshare => b"reshare",
+        }
+    }
+}
+
+/// What a session is about: the digest of its kind, scheme, key id, epoch
+/// and ordered participants, bound into every message signature and HPKE
+/// `info` of the session (see the module docs). Each party builds it from
+/// its own request; parties told different things cannot talk.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionContext([u8; 32]);
+
+impl SessionContext {
+    /// The context of a `kind` session of `scheme` for `key_id` at `epoch`
+    /// (the epoch signed with, or redistributed from; 0 for key generation)
+    /// among `participants` (in any order: sorted here).
+    pub fn new(
+        kind: ContextKind,
+        scheme: Scheme,
+        key_id: &str,
+        epoch: u64,
+        participants: &[NodeId],
+    ) -> Self {
+        let mut sorted = participants.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(CONTEXT_DOMAIN);
+        field(kind.tag());
+        field(scheme.to_string().as_bytes());
+        field(key_id.as_bytes());
+        field(&epoch.to_be_bytes());
+        let ids: Vec<u8> = sorted.iter().flat_map(|n| n.get().to_be_bytes()).collect();
+        field(&ids);
+        Self(h.finalize().into())
+    }
+
+    /// The digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The bytes a sender signs for `message` in this context: the
+    /// context digest, then [`Message::signing_bytes`].
+    pub fn signing_bytes(&self, message: &Message) -> Vec<u8> {
+        let mut out = self.0.to_vec();
+        out.extend_from_slice(&message.signing_bytes());
+        out
+    }
+
+    /// The HPKE `info` of sealed payloads in this context.
+    fn hpke_info(&self) -> Vec<u8> {
+        let mut info = HPKE_INFO.to_vec();
+        info.extend_from_slice(&self.0);
+        info
+    }
+}
+
+impl fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionContext({})", hex::encode(self.0))
+    }
+}
 
 /// Signs with this node's identity key (its certificate key).
 pub trait IdentitySigner: Send + Sync {
@@ -164,6 +267,7 @@ fn header_aad(message: &Message) -> Vec<u8> {
 /// A [`Protocol`] wrapped with sender signatures and end-to-end encryption.
 pub struct SecureSession<P: Protocol> {
     inner: P,
+    context: SessionContext,
     me: NodeId,
     identity: Arc<dyn IdentitySigner>,
     verifier: Arc<dyn PeerVerifier>,
@@ -184,10 +288,12 @@ impl<P: Protocol> fmt::Debug for SecureSession<P> {
 }
 
 impl<P: Protocol> SecureSession<P> {
-    /// Wraps `inner`, run by the node of `identity`. `peers` maps every other
-    /// participant to its encryption public key; `rng` seeds the HPKE RNG.
+    /// Wraps `inner`, run by the node of `identity` in `context`. `peers`
+    /// maps every other participant to its encryption public key; `rng`
+    /// seeds the HPKE RNG.
     pub fn new<R: RngCore + CryptoRng>(
         inner: P,
+        context: SessionContext,
         identity: Arc<dyn IdentitySigner>,
         verifier: Arc<dyn PeerVerifier>,
         keypair: EncryptionKeypair,
@@ -200,6 +306,7 @@ impl<P: Protocol> SecureSession<P> {
         let me = identity.node_id();
         Self {
             inner,
+            context,
             me,
             identity,
             verifier,
@@ -212,6 +319,11 @@ impl<P: Protocol> SecureSession<P> {
     /// The session of the inner protocol.
     pub fn session_id(&self) -> SessionId {
         self.inner.session_id()
+    }
+
+    /// What this session is about (bound into its signatures and sealing).
+    pub fn context(&self) -> SessionContext {
+        self.context
     }
 
     /// The round the inner protocol expects next.
@@ -247,7 +359,7 @@ impl<P: Protocol> SecureSession<P> {
             }
             if !self
                 .verifier
-                .verify(m.from, &m.signing_bytes(), &signed.signature)
+                .verify(m.from, &self.context.signing_bytes(m), &signed.signature)
             {
                 return Err(ProtocolError::BadSenderSignature {
                     claimed_from: m.from,
@@ -289,7 +401,7 @@ impl<P: Protocol> SecureSession<P> {
             &OpModeR::Base,
             &secret,
             &enc,
-            HPKE_INFO,
+            &self.context.hpke_info(),
             ciphertext,
             &header_aad(&message),
         )
@@ -325,7 +437,7 @@ impl<P: Protocol> SecureSession<P> {
                     let (enc, ciphertext) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
                         &OpModeS::Base,
                         &recipient,
-                        HPKE_INFO,
+                        &self.context.hpke_info(),
                         &plaintext,
                         &header_aad(&message),
                         &mut self.rng,
@@ -337,7 +449,7 @@ impl<P: Protocol> SecureSession<P> {
                     sealed.extend_from_slice(&ciphertext);
                     message.payload = sealed;
                 }
-                let signature = self.identity.sign(&message.signing_bytes());
+                let signature = self.identity.sign(&self.context.signing_bytes(&message));
                 Ok(SignedMessage { message, signature })
             })
             .collect()

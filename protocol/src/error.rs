@@ -35,7 +35,9 @@ pub enum ProtocolError {
     /// A message could not be decoded, or holds an invalid point or scalar.
     #[error("malformed message from {from}: {reason}")]
     Malformed { from: NodeId, reason: String },
-    /// A message's sender signature does not verify: it was forged or altered in transit.
+    /// A message's sender signature does not verify: it was forged, altered
+    /// in transit, or taken from a session with another context (key,
+    /// epoch, kind or participants; see `envelope::SessionContext`).
     #[error("message claiming to be from {claimed_from} has an invalid sender signature")]
     BadSenderSignature { claimed_from: NodeId },
     /// An end-to-end encrypted payload failed to decrypt although its sender signature is valid.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use sigil_protocol::envelope::SignedMessage;
+use sigil_protocol::envelope::{ContextKind, SecureSession, SessionContext, SignedMessage};
 use sigil_protocol::frost::{self, DkgOutput, KeyShare, SignerProtocol, SigningAggregator};
 use sigil_protocol::relay::{RelayError, RoundRelay};
 use sigil_protocol::{Message, NodeId, Protocol, ProtocolError, Recipient, Scheme, Transition};
@@ -605,6 +605,116 @@ fn sealed_share_is_bound_to_its_header() {
         (party, err),
         (n(2), ProtocolError::Undecryptable { from: n(1) })
     );
+}
+
+/// Runs a FROST DKG among nodes 1-3 in which node 2 alone is told
+/// `context` (the others the cluster's).
+fn dkg_with_node_2_in(
+    cluster: &Cluster,
+    context: SessionContext,
+) -> Result<(), (NodeId, ProtocolError)> {
+    let mut rng = rng(27);
+    let mut sessions = dkg_sessions(cluster, Scheme::FrostSecp256k1, session(0xc1), 2, &mut rng);
+    let dkg = frost::new_dkg(
+        Scheme::FrostSecp256k1,
+        session(0xc1),
+        n(2),
+        &cluster.nodes,
+        2,
+        &mut rng,
+    )
+    .expect("dkg");
+    sessions.insert(
+        n(2),
+        SecureSession::new(
+            dkg,
+            context,
+            cluster.identities[&n(2)].clone(),
+            cluster.verifier.clone(),
+            cluster.encryption[&n(2)].clone(),
+            cluster.encryption_keys(),
+            &mut rng,
+        ),
+    );
+    drive(session(0xc1), sessions, |_, _| {}).map(|_| ())
+}
+
+#[test]
+fn a_message_from_a_session_with_another_context_is_refused_even_under_the_same_session_id() {
+    let mut rng = rng(28);
+    let cluster = Cluster::new(3, &mut rng);
+    let nodes = cluster.nodes.clone();
+    let told = |kind, scheme, key: &str, epoch, parties: &[NodeId]| {
+        SessionContext::new(kind, scheme, key, epoch, parties)
+    };
+    // The cluster's context, with its participants in another order: the
+    // same context (they are sorted), so the DKG completes.
+    let reversed: Vec<NodeId> = nodes.iter().rev().copied().collect();
+    let same = told(
+        ContextKind::Sign,
+        Scheme::FrostSecp256k1,
+        "test-key",
+        0,
+        &reversed,
+    );
+    assert_eq!(same, cluster.context);
+    dkg_with_node_2_in(&cluster, same).expect("same context");
+
+    // Another key, epoch, kind, scheme or participant set: node 2's
+    // messages fail the others' signature checks (and theirs its own), a
+    // fault of the relay, the only party moving messages between sessions.
+    let others = [
+        told(
+            ContextKind::Sign,
+            Scheme::FrostSecp256k1,
+            "other-key",
+            0,
+            &nodes,
+        ),
+        told(
+            ContextKind::Sign,
+            Scheme::FrostSecp256k1,
+            "test-key",
+            1,
+            &nodes,
+        ),
+        told(
+            ContextKind::Drill,
+            Scheme::FrostSecp256k1,
+            "test-key",
+            0,
+            &nodes,
+        ),
+        told(
+            ContextKind::Sign,
+            Scheme::FrostTaproot,
+            "test-key",
+            0,
+            &nodes,
+        ),
+        told(
+            ContextKind::Sign,
+            Scheme::FrostSecp256k1,
+            "test-key",
+            0,
+            &[n(1), n(2), n(3), n(4)],
+        ),
+    ];
+    for (i, context) in others.into_iter().enumerate() {
+        assert_ne!(context, cluster.context, "context {i}");
+        let Err((party, err)) = dkg_with_node_2_in(&cluster, context) else {
+            panic!("context {i}: the DKG must fail")
+        };
+        let ProtocolError::BadSenderSignature { claimed_from } = err else {
+            panic!("context {i}: {err}")
+        };
+        assert!(
+            (party == n(2)) != (claimed_from == n(2)),
+            "context {i}: {party} refused {claimed_from}"
+        );
+        assert!(err.implicates_relay(), "context {i}");
+        assert!(err.culprits().is_empty(), "context {i}");
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@ use sigil_protocol::ecdsa::{
     self, DerivationPath, EcdsaAggregator, EcdsaDkgOutput, EcdsaKeyShare, EcdsaSignature,
 };
 use sigil_protocol::envelope::{
-    EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier, SecureSession,
-    SignedMessage,
+    ContextKind, EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier,
+    SecureSession, SessionContext, SignedMessage,
 };
 use sigil_protocol::frost::{self, DkgOutput, KeyShare, SigningAggregator};
 use sigil_protocol::relay::{Deliveries, RoundRelay};
@@ -76,6 +76,9 @@ pub struct Cluster {
     pub identities: BTreeMap<NodeId, Arc<TestIdentity>>,
     pub verifier: Arc<TestVerifier>,
     pub encryption: BTreeMap<NodeId, EncryptionKeypair>,
+    /// The context every party's session is told (one per cluster: the
+    /// protocol tests run one kind of session over fixed parties).
+    pub context: SessionContext,
 }
 
 impl Cluster {
@@ -109,11 +112,19 @@ impl Cluster {
                 .map(|(n, id)| (*n, id.key.verifying_key()))
                 .collect(),
         ));
+        let context = SessionContext::new(
+            ContextKind::Sign,
+            Scheme::FrostSecp256k1,
+            "test-key",
+            0,
+            &nodes,
+        );
         Self {
             nodes,
             identities,
             verifier,
             encryption,
+            context,
         }
     }
 
@@ -127,13 +138,14 @@ impl Cluster {
     /// Signs a message as `node` (e.g. to model a node that equivocates, or
     /// to re-sign a tampered message as its claimed sender).
     pub fn sign_as(&self, node: NodeId, message: sigil_protocol::Message) -> SignedMessage {
-        let signature = self.identities[&node].sign(&message.signing_bytes());
+        let signature = self.identities[&node].sign(&self.context.signing_bytes(&message));
         SignedMessage { message, signature }
     }
 
     pub fn secure<P: Protocol>(&self, me: NodeId, inner: P, rng: &mut StdRng) -> SecureSession<P> {
         SecureSession::new(
             inner,
+            self.context,
             self.identities[&me].clone(),
             self.verifier.clone(),
             self.encryption[&me].clone(),
