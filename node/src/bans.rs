@@ -15,9 +15,10 @@
 //!   write fails the ban still stands, and the failure is logged. Live
 //!   signing sessions and DKGs of the key that include the banned node are
 //!   dropped.
-//! - **Enforced** ([`Bans::check_session`]) before a signing session or a
-//!   DKG of the key is opened — before the policy check, the share is
-//!   unsealed or any randomness is drawn — by refusing it with [`NodeError::Banned`]
+//! - **Enforced** ([`Bans::check_session`]) before an ECDSA signing
+//!   session or a DKG of the key is opened — before the policy check, the
+//!   share is unsealed or any randomness is drawn (FROST signing sessions
+//!   skip the lookup: FROST never bans) — by refusing it with [`NodeError::Banned`]
 //!   (`FAILED_PRECONDITION`, the banned nodes in `sigil-culprits` and
 //!   `sigil-banned`, so the coordinator excludes them and retries without
 //!   them), audited as `session_start` `refused:banned`.

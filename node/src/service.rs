@@ -236,15 +236,19 @@ impl NodeService {
                     let (stored, input) = self.epoch_test_input(&s, session_id).await?;
                     (stored, input, None)
                 } else {
-                    // Before the policy check, the share or any randomness.
-                    self.bans
-                        .check_session(&s.key_id, me, &participants.ids)
-                        .await?;
                     let stored = self
                         .store
                         .current(&s.key_id)
                         .await?
                         .ok_or_else(|| NodeError::UnknownKey(s.key_id.clone()))?;
+                    // Before the policy check, unsealing the share or any
+                    // randomness. Only DKLs23 bans (FROST never bans a
+                    // counterparty): a FROST session skips the lookup.
+                    if stored.scheme == Scheme::EcdsaSecp256k1 {
+                        self.bans
+                            .check_session(&s.key_id, me, &participants.ids)
+                            .await?;
+                    }
                     // What is signed comes from the requester's signed intent,
                     // checked against this node's own copy of the key's policy.
                     let check = self
