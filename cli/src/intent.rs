@@ -207,18 +207,27 @@ pub fn sign_key_operation(
     op: &sigil_policy::KeyOperation,
     officers: &[impl AsRef<str>],
 ) -> Result<pb::SignedOperation, AuthorizationError> {
+    sign_key_operation_with(op, officers, |officer| {
+        crate::connect::ClientContext::load(data_dir, officer)
+    })
+}
+
+/// `op`'s document signed by each of `officers`, whose identities `load`
+/// finds by name.
+pub fn sign_key_operation_with(
+    op: &sigil_policy::KeyOperation,
+    officers: &[impl AsRef<str>],
+    load: impl Fn(&str) -> Result<crate::connect::ClientContext, crate::local::LocalError>,
+) -> Result<pb::SignedOperation, AuthorizationError> {
     let document = op.to_document_bytes();
     let signatures = officers
         .iter()
         .map(|officer| {
             let officer = officer.as_ref();
-            let client =
-                crate::connect::ClientContext::load(data_dir, officer).map_err(|source| {
-                    AuthorizationError::Identity {
-                        officer: officer.to_owned(),
-                        source,
-                    }
-                })?;
+            let client = load(officer).map_err(|source| AuthorizationError::Identity {
+                officer: officer.to_owned(),
+                source,
+            })?;
             Signer::from_tls(&client.tls)
                 .and_then(|s| s.sign_operation(&document))
                 .map_err(|source| AuthorizationError::Sign {

@@ -1,6 +1,8 @@
 //! Library side of the `sigil` command: the local development cluster
 //! ([`local`]) shared by `sigil up` and the cluster test harness, the
-//! client plumbing ([`connect`]) the subcommands use, parsing of
+//! client plumbing ([`connect`]) the subcommands use — connection settings
+//! from flags, environment, named profiles ([`profile`]) or the data
+//! directory, and coordinator failover — parsing of
 //! command-line values ([`input`]), and `sigil bench`: the cluster load
 //! generator ([`loadgen`]) and the in-process crypto-only baseline
 //! ([`bench`]); and `sigil audit`: fetching, exporting and verifying the
@@ -20,4 +22,5 @@ pub mod intent;
 pub mod loadgen;
 pub mod local;
 pub mod output;
+pub mod profile;
 pub mod status;

@@ -148,6 +148,8 @@ pub enum LocalError {
     Node(#[from] sigil_node::NodeError),
     #[error(transparent)]
     Coordinator(#[from] sigil_coordinator::CoordinatorError),
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
 }
 
 struct Running {

@@ -3,8 +3,11 @@
 //! the payment-service identity), offline verification and a signing load
 //! generator, the security officers' `policy` commands (show, propose,
 //! sign, apply), the approvers' `approvals` commands (list, approve), and
-//! the auditor's `audit` commands (query, export, heads, verify), and
-//! backups and recovery drills (`backup`, `drill`). Every
+//! the auditor's `audit` commands (query, export, heads, verify),
+//! backups and recovery drills (`backup`, `drill`), and named connection
+//! profiles (`profile`). Commands reach the cluster of the data directory,
+//! or the one `--coordinator`, `--ca`, `--cert`, `--cert-key` (or
+//! `SIGIL_*`) and `--profile` name; see `docs/cli.md`. Every
 //! command that prints data prints JSON with `--json`; errors go to stderr
 //! with their gRPC code, message and `sigil-*` details.
 //!
@@ -21,9 +24,10 @@ use sigil_cli::output::Output;
 mod cmd;
 
 use cmd::{
-    Context, approvals, audit, backup, bench, chain, dev, drill, eth, health, key, nodes, policy,
-    sign, up, verify,
+    Context, Settings, approvals, audit, backup, bench, chain, dev, drill, eth, health, key, nodes,
+    policy, profile, sign, up, verify,
 };
+use sigil_cli::connect::Overrides;
 
 #[derive(Parser, Debug)]
 #[command(name = "sigil", version, about = "Sigil threshold-signature cluster")]
@@ -34,9 +38,58 @@ struct Cli {
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
-    /// Client identity to act as (default: the one the command's role needs).
+    /// Client identity to act as (default: the one the command's role
+    /// needs), from the data directory or a profile's PKI directory.
     #[arg(long = "as", global = true, value_name = "CLIENT")]
     as_client: Option<String>,
+    /// Coordinator address (host:port). Repeat it, or separate addresses
+    /// with commas, to fail over: each is tried in order.
+    #[arg(
+        long = "coordinator",
+        global = true,
+        env = "SIGIL_COORDINATOR",
+        value_delimiter = ',',
+        value_name = "ADDR",
+        help_heading = "Connection"
+    )]
+    coordinators: Vec<String>,
+    /// CA certificate(s) of the cluster (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "SIGIL_CA",
+        value_name = "PATH",
+        help_heading = "Connection"
+    )]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM). Its SPIFFE URI is the identity: `--as`
+    /// and the command's role do not pick another.
+    #[arg(
+        long,
+        global = true,
+        env = "SIGIL_CERT",
+        value_name = "PATH",
+        help_heading = "Connection"
+    )]
+    cert: Option<PathBuf>,
+    /// Private key of --cert (PEM).
+    #[arg(
+        long = "cert-key",
+        global = true,
+        env = "SIGIL_KEY",
+        value_name = "PATH",
+        help_heading = "Connection"
+    )]
+    cert_key: Option<PathBuf>,
+    /// Connection profile (`sigil profile list`); default: the one in use.
+    #[arg(
+        long,
+        global = true,
+        env = "SIGIL_PROFILE",
+        value_name = "NAME",
+        help_heading = "Connection"
+    )]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,8 +163,14 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Prove a key survives from a backup: restore one node's backup into
     /// an isolated node that co-signs with live nodes, then destroy it
-    /// (acts as `operator`, with the officers' authorization).
+    /// (acts as `operator`, with the officers' authorization; needs the
+    /// data directory of a local cluster).
     Drill(drill::DrillArgs),
+    /// Named connection settings: add, use, list, remove.
+    Profile {
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
+    },
 }
 
 #[tokio::main]
@@ -145,7 +204,22 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::new(cli.data_dir, cli.as_client, Output::new(cli.json))?;
+    let settings = Settings {
+        overrides: Overrides {
+            coordinators: cli
+                .coordinators
+                .iter()
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            ca: cli.ca,
+            cert: cli.cert,
+            key: cli.cert_key,
+        },
+        profile: cli.profile,
+        data_dir_given: cli.data_dir.is_some(),
+    };
+    let ctx = Context::new(cli.data_dir, cli.as_client, settings, Output::new(cli.json))?;
     match &cli.command {
         Command::Dev { command } => dev::run(&ctx, command),
         Command::Up(args) => up::run(&ctx, args).await,
@@ -164,5 +238,20 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Approvals { command } => approvals::run(&ctx, command).await,
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Drill(args) => drill::run(&ctx, args).await,
+        Command::Profile { command } => profile::run(&ctx, command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand's flags are consistent with the global ones (no
+    /// `--key`, `--ca`… defined twice).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

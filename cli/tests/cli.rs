@@ -67,10 +67,20 @@ impl Env {
 /// serves on them meanwhile).
 async fn sigil(data_dir: &Path, args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"));
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("SIGIL_DATA_DIR")
+    cmd.arg("--data-dir").arg(data_dir).args(args);
+    // Only the data directory: no connection settings or profiles of the
+    // environment the tests run in.
+    for var in [
+        "SIGIL_DATA_DIR",
+        "SIGIL_COORDINATOR",
+        "SIGIL_CA",
+        "SIGIL_CERT",
+        "SIGIL_KEY",
+        "SIGIL_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("SIGIL_PROFILES", data_dir.join("no-profiles.toml"))
         .env("SIGIL_LOG", "warn");
     tokio::task::spawn_blocking(move || cmd.output())
         .await

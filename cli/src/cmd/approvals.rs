@@ -36,9 +36,9 @@ pub enum ApprovalsCommand {
 }
 
 pub async fn run(ctx: &Context, command: &ApprovalsCommand) -> Result<()> {
-    let name = ctx.client_name("approver-1").to_owned();
-    let client = ctx.client(&name)?;
-    let mut approvals = ApprovalsClient::new(client.coordinator()?);
+    let client = ctx.client("approver-1")?;
+    let name = client.name();
+    let mut approvals = ApprovalsClient::new(client.connect().await?);
     match command {
         ApprovalsCommand::List { key } => {
             let pending = approvals

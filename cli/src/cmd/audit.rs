@@ -40,8 +40,9 @@ pub enum AuditCommand {
     },
     /// Recompute every chain, check every signed head and cross-check the
     /// logs. Live (through the coordinator) by default, or offline on an
-    /// export (--dir) or on one process's audit database (--db). Exits non-zero
-    /// if anything is wrong.
+    /// export (--dir) or on one process's audit database (--db). Heads are
+    /// checked against the CA of --ca / SIGIL_CA, else the profile's, else
+    /// `<data-dir>/pki/ca.pem`. Exits non-zero if anything is wrong.
     Verify(AuditVerifyArgs),
 }
 
@@ -88,9 +89,6 @@ pub struct AuditVerifyArgs {
     /// The process whose database --db is (`coordinator`, `node-<n>`).
     #[arg(long, requires = "db")]
     process: Option<String>,
-    /// CA certificate(s) that signed the processes' certificates (default: <data-dir>/pki/ca.pem).
-    #[arg(long, value_name = "PEM")]
-    ca: Option<PathBuf>,
     /// Trust domain of the certificates (default: the local cluster's, else sigil.local).
     #[arg(long)]
     trust_domain: Option<String>,
@@ -123,7 +121,7 @@ async fn query(ctx: &Context, args: &AuditQueryArgs) -> Result<()> {
         limit: args.limit,
     };
     let request = sigil_proto::audit::query_request(&filter, args.process.as_deref().unwrap_or(""));
-    let resp = AuditClient::new(client.coordinator()?)
+    let resp = AuditClient::new(client.connect().await?)
         .query_records(request)
         .await?
         .into_inner();
@@ -161,7 +159,7 @@ async fn query(ctx: &Context, args: &AuditQueryArgs) -> Result<()> {
 
 async fn export(ctx: &Context, out: &Path) -> Result<()> {
     let client = ctx.client("auditor")?;
-    let data = lib::fetch_live(client.coordinator()?).await?;
+    let data = lib::fetch_live(client.connect().await?).await?;
     let files = lib::write_dir(&data, out)?;
     let count: usize = data.records.values().map(Vec::len).sum();
     ctx.out.print(
@@ -189,7 +187,7 @@ async fn export(ctx: &Context, out: &Path) -> Result<()> {
 
 async fn heads(ctx: &Context, process: Option<&str>, all: bool) -> Result<()> {
     let client = ctx.client("auditor")?;
-    let resp = AuditClient::new(client.coordinator()?)
+    let resp = AuditClient::new(client.connect().await?)
         .get_signed_heads(pb::GetSignedHeadsRequest {
             process: process.unwrap_or_default().to_owned(),
             all,
@@ -243,16 +241,21 @@ fn expand_identity(actor: &str, domain: &TrustDomain) -> Result<String> {
 }
 
 async fn verify(ctx: &Context, args: &AuditVerifyArgs) -> Result<()> {
-    let cluster = sigil_cli::local::ClusterInfo::load(ctx.data_dir()).ok();
-    let domain = match (&args.trust_domain, &cluster) {
-        (Some(d), _) => TrustDomain::new(d.clone())?,
-        (None, Some(info)) => info.trust_domain.clone(),
-        (None, None) => TrustDomain::default(),
+    let live = args.dir.is_none() && args.db.is_none();
+    // Live: the auditor's connection, whose trust domain is the cluster's.
+    let client = if live {
+        Some(ctx.client("auditor")?)
+    } else {
+        None
     };
-    let ca = args
-        .ca
-        .clone()
-        .unwrap_or_else(|| ctx.data_dir().join("pki").join("ca.pem"));
+    let cluster = sigil_cli::local::ClusterInfo::load(ctx.data_dir()).ok();
+    let domain = match (&args.trust_domain, &client, &cluster) {
+        (Some(d), _, _) => TrustDomain::new(d.clone())?,
+        (None, Some(c), _) => c.domain().clone(),
+        (None, None, Some(info)) => info.trust_domain.clone(),
+        (None, None, None) => TrustDomain::default(),
+    };
+    let ca = ctx.ca()?;
     let verifier = lib::verifier(&ca, &domain)?;
     let (source, result) = match (&args.dir, &args.db, &args.process) {
         (Some(dir), _, _) => (
@@ -264,10 +267,11 @@ async fn verify(ctx: &Context, args: &AuditVerifyArgs) -> Result<()> {
             lib::verify_db(db, process, &verifier).await?,
         ),
         _ => {
-            let client = ctx.client("auditor")?;
+            let client = client.context("no connection for a live verification")?;
+            let coordinator = client.connect_coordinator().await?;
             (
-                format!("live cluster at {}", client.info.coordinator),
-                lib::verify(&lib::fetch_live(client.coordinator()?).await?, &verifier),
+                format!("live cluster at {}", coordinator.endpoint),
+                lib::verify(&lib::fetch_live(coordinator.channel).await?, &verifier),
             )
         }
     };

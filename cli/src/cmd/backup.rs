@@ -28,7 +28,7 @@ pub struct BackupArgs {
 
 pub async fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let client = ctx.client("operator")?;
-    let mut admin = KeyAdminClient::new(client.coordinator()?);
+    let mut admin = KeyAdminClient::new(client.connect().await?);
     ctx.out.note(format_args!(
         "asking every node for its shares{}, sealed to its backup key…",
         args.key

@@ -91,7 +91,7 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
         (Some(key), _) => key.clone(),
         (None, Some(scheme)) => {
             let operator = ctx.identity("operator")?;
-            KeyAdminClient::new(operator.coordinator()?)
+            KeyAdminClient::new(operator.connect().await?)
                 .create_key(pb::CreateKeyRequest {
                     scheme: scheme_to_wire(scheme) as i32,
                     threshold: args.threshold,
@@ -111,14 +111,16 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
     // Every request carries an intent signed with this identity's key.
     let signer = Signer::from_tls(&client.tls)?;
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let (scheme, _) = public_key(client.coordinator()?, &key_id, "").await?;
+    // The first coordinator that answers takes every connection.
+    let coordinator = client.connect_coordinator().await?;
+    let (scheme, _) = public_key(coordinator.channel.clone(), &key_id, "").await?;
 
     // One warm-up request per connection: connects (TLS handshake) outside
     // the measurement, and checks the key signs and its signatures verify.
     let mut channels = Vec::with_capacity(args.connections);
     let mut warm = None;
     for i in 0..args.connections {
-        let channel = client.coordinator()?;
+        let channel = client.coordinator_at(&coordinator.endpoint)?;
         let message = vec![0x5a; args.message_size];
         let payload = args.payload.build(scheme, &message, u64::MAX - i as u64);
         // What the nodes will sign for it, read the way they read it.
@@ -146,9 +148,15 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
     }
     let (scheme, signers) = warm.context("no warm-up request ran")?;
     let threshold = u16::try_from(signers).context("signer count out of range")?;
-    let participants = key_participants(ctx, &key_id)
-        .await
-        .unwrap_or(client.info.nodes.len());
+    // Unknown (no operator identity, no node list here): the signers.
+    let participants =
+        key_participants(ctx, &key_id)
+            .await
+            .unwrap_or(if client.info.nodes.is_empty() {
+                signers
+            } else {
+                client.info.nodes.len()
+            });
     let participants = u16::try_from(participants).context("participant count out of range")?;
 
     let spec = LoadSpec {
@@ -285,10 +293,10 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
 }
 
 /// The number of nodes holding shares of `key_id`, if the `operator`
-/// identity of the data directory can tell (KeyAdmin needs that role).
+/// identity can tell (KeyAdmin needs that role).
 async fn key_participants(ctx: &Context, key_id: &str) -> Option<usize> {
     let operator = ctx.identity("operator").ok()?;
-    let key = KeyAdminClient::new(operator.coordinator().ok()?)
+    let key = KeyAdminClient::new(operator.connect().await.ok()?)
         .get_key(pb::GetKeyRequest {
             key_id: key_id.to_owned(),
         })

@@ -164,8 +164,10 @@ pub async fn sign_payload(
     let client = ctx.client("signer")?;
     let signer = Signer::from_tls(&client.tls)?;
     let idempotency_key = idempotency_key(args.idempotency_key.as_deref());
+    let coordinator = client.connect_coordinator().await?;
     let resp = sign_intent(
-        client.coordinator()?,
+        &client,
+        coordinator,
         &signer,
         &args.key,
         &path,

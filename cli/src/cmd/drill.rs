@@ -6,14 +6,18 @@
 //! officers' authorization is signed with the `--officers` identities (the
 //! dev officers of `sigil up` by default), and the backup is opened with
 //! the backup secret key (`--backup-key`, default the dev key of `sigil up`).
+//!
+//! A drill needs the data directory of a local cluster: it issues the drill
+//! node's certificate with the CA key there and reads the node's
+//! configuration; `--coordinator`, `--cert` and profiles do not apply.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 use sigil_cli::drill::{DrillSpec, DrillStep, run_drill};
-use sigil_cli::local::{backup_key_path, load_backup_key};
+use sigil_cli::local::{ClusterInfo, backup_key_path, load_backup_key};
 use sigil_cli::output::Text;
 
 use super::Context;
@@ -39,6 +43,23 @@ pub struct DrillArgs {
 }
 
 pub async fn run(ctx: &Context, args: &DrillArgs) -> Result<()> {
+    let info = ClusterInfo::path(ctx.data_dir());
+    if !info.exists() {
+        bail!(
+            "`sigil drill` needs the data directory of a local cluster (its CA key and node \
+             configurations), and {} has no {}; pass --data-dir (connection flags and profiles \
+             do not apply to drills)",
+            ctx.data_dir().display(),
+            info.display()
+        );
+    }
+    let o = ctx.overrides();
+    if !o.coordinators.is_empty() || o.cert.is_some() || o.ca.is_some() {
+        tracing::warn!(
+            "a drill uses the cluster of {} only; --coordinator, --ca and --cert are ignored",
+            ctx.data_dir().display()
+        );
+    }
     let key_file = args
         .backup_key
         .clone()

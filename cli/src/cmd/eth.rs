@@ -161,8 +161,8 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
     let path = args.path.clone().unwrap_or_default();
     let client = ctx.client("signer")?;
     let signer = Signer::from_tls(&client.tls)?;
-    let channel = client.coordinator()?;
-    let (scheme, _) = public_key(channel.clone(), &args.key, "").await?;
+    let coordinator = client.connect_coordinator().await?;
+    let (scheme, _) = public_key(coordinator.channel.clone(), &args.key, "").await?;
     if scheme != Scheme::EcdsaSecp256k1 {
         bail!(
             "key {} is a {scheme} key; Ethereum transactions need ecdsa-secp256k1",
@@ -174,7 +174,7 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
     let payload = pb::payload::Kind::EthereumTransaction(tx.signing_payload());
     let kept = match (&args.intent_file, &args.idempotency_key) {
         (Some(file), _) => IntentFile::explicit(file).load()?,
-        (None, Some(key)) => IntentFile::default_for(ctx, key).load()?,
+        (None, Some(key)) => IntentFile::default_for(ctx, &client.name(), key).load()?,
         (None, None) => None,
     };
     let (intent, idempotency_key, intents) = match kept {
@@ -196,7 +196,7 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
                     intents.save(&intent)?;
                     intents
                 }
-                None => IntentFile::default_for(ctx, &idempotency_key),
+                None => IntentFile::default_for(ctx, &client.name(), &idempotency_key),
             };
             (intent, idempotency_key, intents)
         }
@@ -206,7 +206,8 @@ async fn sign_tx(ctx: &Context, args: &EthSignTxArgs) -> Result<()> {
         retry.push_str(&format!(" --intent-file {}", intents.path.display()));
     }
     let sent = request_signature(
-        channel,
+        &client,
+        coordinator,
         sign_request(&args.key, &path, &idempotency_key, intent.clone()),
         retry,
     )
@@ -324,7 +325,7 @@ impl IntentFile {
 
     /// `<data dir>/intents/<client>-<idempotency key>.json` (a key with
     /// characters unsafe in a file name is hashed).
-    fn default_for(ctx: &Context, idempotency_key: &str) -> Self {
+    fn default_for(ctx: &Context, client: &str, idempotency_key: &str) -> Self {
         let safe = !idempotency_key.is_empty()
             && idempotency_key.len() <= 100
             && idempotency_key
@@ -340,7 +341,7 @@ impl IntentFile {
             path: ctx
                 .data_dir()
                 .join("intents")
-                .join(format!("{}-{name}.json", ctx.client_name("signer"))),
+                .join(format!("{client}-{name}.json")),
             explicit: false,
         }
     }

@@ -90,7 +90,7 @@ pub enum KeyCommand {
 
 pub async fn run(ctx: &Context, command: &KeyCommand) -> Result<()> {
     let client = ctx.client("operator")?;
-    let mut client = KeyAdminClient::new(client.coordinator()?);
+    let mut client = KeyAdminClient::new(client.connect().await?);
     match command {
         KeyCommand::Create {
             scheme,
@@ -351,16 +351,17 @@ fn operation(
     ))
 }
 
-/// The document signed by each of `officers` (identities in the data directory).
+/// The document signed by each of `officers` (identities of the data
+/// directory or of the profile's PKI directory).
 fn authorize(
     ctx: &Context,
     op: &sigil_policy::KeyOperation,
     officers: &[String],
 ) -> Result<pb::SignedOperation> {
-    Ok(sigil_cli::intent::sign_key_operation(
-        ctx.data_dir(),
+    Ok(sigil_cli::intent::sign_key_operation_with(
         op,
         officers,
+        |officer| ctx.named_identity(officer),
     )?)
 }
 

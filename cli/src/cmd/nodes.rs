@@ -11,7 +11,7 @@ use super::Context;
 
 pub async fn run(ctx: &Context) -> Result<()> {
     let client = ctx.client("operator")?;
-    let resp = KeyAdminClient::new(client.coordinator()?)
+    let resp = KeyAdminClient::new(client.connect().await?)
         .list_nodes(pb::ListNodesRequest {})
         .await?
         .into_inner();

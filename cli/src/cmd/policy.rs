@@ -200,7 +200,7 @@ pub async fn run(ctx: &Context, command: &PolicyCommand) -> Result<()> {
 
 async fn show(ctx: &Context, key: &str) -> Result<()> {
     let client = ctx.client("operator")?;
-    let resp = PolicyClient::new(client.coordinator()?)
+    let resp = PolicyClient::new(client.connect().await?)
         .get_policy(pb::GetPolicyRequest {
             key_id: key.to_owned(),
         })
@@ -322,8 +322,8 @@ fn propose(ctx: &Context, key: &str, file: &Path, out: Option<&Path>) -> Result<
 fn sign(ctx: &Context, file: &Path) -> Result<()> {
     let mut proposal = Proposal::load(file)?;
     let doc = proposal.parsed()?;
-    let officer = ctx.client_name("officer-1").to_owned();
-    let client = ctx.client(&officer)?;
+    let client = ctx.client("officer-1")?;
+    let officer = client.name();
     let signer = Signer::from_tls(&client.tls)?;
     let signature = signer.sign_policy(proposal.document.as_bytes())?;
     let entry = ProposalSignature {
@@ -378,7 +378,7 @@ async fn apply(ctx: &Context, file: &Path) -> Result<()> {
         );
     }
     let client = ctx.client("operator")?;
-    let resp = PolicyClient::new(client.coordinator()?)
+    let resp = PolicyClient::new(client.connect().await?)
         .apply_policy(pb::ApplyPolicyRequest {
             policy: Some(proposal.to_wire()?),
         })

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use serde_json::json;
+use sigil_cli::connect::{ClientContext, CoordinatorChannel, is_transport_failure};
 use sigil_cli::input;
 use sigil_cli::intent::{DEFAULT_INTENT_TTL, Signer, raw_payload};
 use sigil_cli::output::Text;
@@ -178,30 +179,56 @@ pub fn sign_request(
     }
 }
 
-/// Sends one sign request; a failure comes back as a [`SignError`] that
-/// tells how to retry with `retry` (the flags repeating the request).
+/// Sends one sign request to `coordinator`; a failure comes back as a
+/// [`SignError`] that tells how to retry with `retry` (the flags repeating
+/// the request). When the coordinator cannot be reached or the connection
+/// breaks ([`is_transport_failure`]), the same request — the same signed
+/// intent and idempotency key — goes to the next coordinator of `client`:
+/// safe, because a sign request is idempotent (see `docs/cli.md`).
 pub async fn request_signature(
-    channel: Channel,
+    client: &ClientContext,
+    mut coordinator: CoordinatorChannel,
     request: pb::SignRequest,
     retry: String,
 ) -> Result<pb::SignResponse, SignError> {
     let idempotency_key = request.idempotency_key.clone();
-    SigningClient::new(channel)
-        .sign(request)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| SignError {
+    loop {
+        let status = match SigningClient::new(coordinator.channel.clone())
+            .sign(request.clone())
+            .await
+        {
+            Ok(resp) => return Ok(resp.into_inner()),
+            Err(status) => status,
+        };
+        if is_transport_failure(&status)
+            && let Some(Ok(next)) = client.fail_over(&coordinator).await
+        {
+            tracing::warn!(
+                "coordinator {} failed during the sign request ({}); sending the same request \
+                 (idempotency key {idempotency_key}) to {}",
+                coordinator.endpoint,
+                status::describe(&status),
+                next.endpoint
+            );
+            coordinator = next;
+            continue;
+        }
+        return Err(SignError {
             status,
             idempotency_key,
             retry,
-        })
+        });
+    }
 }
 
 /// Signs an intent of `signer` for `payload` (key `key_id` at `path`, valid
-/// for `ttl`) and sends it: the one way `sign`, `btc`, `sol`, `tron` and
-/// `eth sign-typed-data` ask for a signature.
+/// for `ttl`) and sends it through `coordinator` (failing over to the
+/// client's other coordinators): the one way `sign`, `btc`, `sol`, `tron`
+/// and `eth sign-typed-data` ask for a signature.
+#[allow(clippy::too_many_arguments)]
 pub async fn sign_intent(
-    channel: Channel,
+    client: &ClientContext,
+    coordinator: CoordinatorChannel,
     signer: &Signer,
     key_id: &str,
     path: &str,
@@ -211,7 +238,8 @@ pub async fn sign_intent(
 ) -> Result<pb::SignResponse> {
     let intent = signer.intent(key_id, path, payload, idempotency_key, ttl)?;
     Ok(request_signature(
-        channel,
+        client,
+        coordinator,
         sign_request(key_id, path, idempotency_key, intent),
         format!("--idempotency-key {idempotency_key}"),
     )
@@ -243,11 +271,12 @@ pub async fn run(ctx: &Context, args: &SignArgs) -> Result<()> {
     let idempotency_key = idempotency_key(args.idempotency_key.as_deref());
     let client = ctx.client("signer")?;
     let signer = Signer::from_tls(&client.tls)?;
-    let channel = client.coordinator()?;
-    let (scheme, _) = public_key(channel.clone(), &args.key, "").await?;
+    let coordinator = client.connect_coordinator().await?;
+    let (scheme, _) = public_key(coordinator.channel.clone(), &args.key, "").await?;
     let path = args.path.clone().unwrap_or_default();
     let resp = sign_intent(
-        channel,
+        &client,
+        coordinator,
         &signer,
         &args.key,
         &path,

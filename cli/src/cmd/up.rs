@@ -1,11 +1,14 @@
 //! `sigil up`: a local cluster (coordinator and nodes) on loopback, with
-//! the data directory's PKI, until Ctrl-C.
+//! the data directory's PKI, until Ctrl-C. It writes (or updates) the
+//! connection profile `local` for it — endpoints and the PKI directory —
+//! without putting it in use.
 
 use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 use sigil_cli::local::{ClusterSpec, LocalCluster};
 use sigil_cli::output::Text;
+use sigil_cli::profile::{self as profiles, LOCAL_PROFILE, Profile, absolute};
 
 use super::Context;
 
@@ -78,13 +81,19 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
         }
     }
     let cluster = LocalCluster::start(spec).await?;
+    let profile_file = save_local_profile(&cluster);
     let nodes: Vec<_> = cluster
         .nodes
         .iter()
         .map(|n| json!({"node_id": n.id, "zone": n.zone, "endpoint": n.addr.to_string()}))
         .collect();
     ctx.out.print(
-        &json!({"coordinator": cluster.coordinator_addr.to_string(), "nodes": nodes, "data_dir": cluster.data_dir}),
+        &json!({
+            "coordinator": cluster.coordinator_addr.to_string(),
+            "nodes": nodes,
+            "data_dir": cluster.data_dir,
+            "profile": profile_file.as_ref().map(|f| json!({"name": LOCAL_PROFILE, "file": f})),
+        }),
         || {
             let dd = cluster.data_dir.display();
             let mut t = Text::new();
@@ -98,6 +107,12 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
             t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} health"));
             t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} nodes"));
             t.line(format_args!("  cargo run -p sigil-cli -- --data-dir {dd} key list"));
+            if let Some(file) = &profile_file {
+                t.line(format_args!(
+                    "  cargo run -p sigil-cli -- --profile {LOCAL_PROFILE} key list   (profile in {})",
+                    file.display()
+                ));
+            }
             t.line(format_args!(
                 "  grpcurl -cacert {dd}/pki/ca.pem -cert {dd}/pki/client-operator.pem -key {dd}/pki/client-operator.key \\\n      localhost:{} list",
                 cluster.coordinator_addr.port()
@@ -111,4 +126,30 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
     eprintln!("stopping...");
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Writes profile `local` for `cluster`; returns the profiles file, or
+/// `None` (with a warning) if it cannot be written: the cluster runs anyway.
+fn save_local_profile(cluster: &LocalCluster) -> Option<std::path::PathBuf> {
+    let pki = absolute(&cluster.data_dir.join("pki"));
+    let profile = Profile {
+        coordinators: vec![cluster.coordinator_addr.to_string()],
+        ca: Some(pki.join("ca.pem")),
+        cert: None,
+        key: None,
+        pki_dir: Some(pki),
+        trust_domain: Some(cluster.info.trust_domain.to_string()),
+        nodes: cluster.info.nodes.clone(),
+    };
+    let saved = profiles::default_path().and_then(|path| {
+        profiles::save_local(&path, profile)?;
+        Ok(path)
+    });
+    match saved {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::warn!("profile {LOCAL_PROFILE} not written: {e}");
+            None
+        }
+    }
 }
