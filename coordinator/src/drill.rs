@@ -219,6 +219,7 @@ impl Coordinator {
                 &conns,
                 session,
                 start,
+                key.scheme,
                 engine::sign_steps(key.scheme) as u16,
                 self.dkg_timeout(key.scheme),
             )

@@ -3,8 +3,11 @@
 //! The coordinator's part in every protocol is the same thin loop: open the
 //! session on every participant (relaying their verified identities), then
 //! for each round collect every node's output into a [`RoundRelay`], which
-//! validates sender, session, round and recipients, and deliver each node
-//! its inbound messages. The coordinator reads nothing but public
+//! validates sender, session, round and recipients and verifies every
+//! sender signature (under the node's certificate key, in the session's
+//! context: kind, scheme, key, epoch, participants), so a node returning a
+//! badly signed message is named here; then deliver each node its inbound
+//! messages. The coordinator reads nothing but public
 //! broadcasts and messages addressed to it; direct messages are sealed to
 //! their recipient. Any failure aborts the session on every participant.
 //!
@@ -21,8 +24,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use sigil_proto::convert::{messages_from_wire, messages_to_wire, metadata};
 use sigil_proto::v1 as pb;
+use sigil_protocol::envelope::{ContextKind, SessionContext};
 use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
-use sigil_protocol::{NodeId, SessionId};
+use sigil_protocol::{NodeId, Scheme, SessionId};
 use tonic::{Code, Status};
 
 use crate::nodes::{NodeConn, NodePool};
@@ -198,25 +202,60 @@ fn combine(errors: Vec<DriveError>) -> Option<DriveError> {
     other
 }
 
-/// Runs a session of `steps` steps after the start among `nodes`.
+/// Runs a session of `steps` steps after the start among `nodes`, for a
+/// key of `scheme`.
 pub async fn drive(
     pool: &NodePool,
     nodes: &[NodeConn],
     session: SessionId,
     start: pb::StartSessionRequest,
+    scheme: Scheme,
     steps: u16,
     timeout: Duration,
 ) -> Result<Transcript, DriveError> {
-    drive_gated(pool, nodes, session, start, steps, timeout, None).await
+    drive_gated(pool, nodes, session, start, scheme, steps, timeout, None).await
+}
+
+/// The context every participant builds from `start` (see
+/// `sigil_protocol::envelope::SessionContext`); `scheme` is the key's (a
+/// signing request does not repeat it).
+pub fn context_of(
+    start: &pb::StartSessionRequest,
+    scheme: Scheme,
+    participants: &[NodeId],
+) -> Result<SessionContext, DriveError> {
+    use pb::start_session_request::Kind;
+    let (kind, key_id, epoch) = match &start.kind {
+        Some(Kind::Dkg(d)) => (ContextKind::Dkg, &d.key_id, 0),
+        Some(Kind::Sign(s)) if s.epoch_test => (ContextKind::EpochTest, &s.key_id, s.epoch),
+        Some(Kind::Sign(s)) => (ContextKind::Sign, &s.key_id, s.epoch),
+        Some(Kind::Drill(d)) => (ContextKind::Drill, &d.key_id, d.epoch),
+        Some(Kind::Reshare(r)) => (ContextKind::Reshare, &r.key_id, r.epoch),
+        None => {
+            return Err(DriveError::BadOutput {
+                culprits: vec![],
+                message: "a session start without a kind".into(),
+            });
+        }
+    };
+    Ok(SessionContext::new(
+        kind,
+        scheme,
+        key_id,
+        epoch,
+        participants,
+    ))
 }
 
 /// [`drive`], asking nodes for their second round only once `gate` says
 /// `true` (a closed or `false` gate aborts the session: [`DriveError::GateClosed`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn drive_gated(
     pool: &NodePool,
     nodes: &[NodeConn],
     session: SessionId,
     mut start: pb::StartSessionRequest,
+    scheme: Scheme,
     steps: u16,
     timeout: Duration,
     gate: Option<tokio::sync::oneshot::Receiver<bool>>,
@@ -236,19 +275,31 @@ pub async fn drive_gated(
         start.participants = pool.identities(nodes).await?;
     }
     start.deadline_unix_ms = unix_ms() + timeout.as_millis() as u64 * u64::from(steps + 1);
+    let senders = Senders {
+        context: context_of(&start, scheme, &ids)?,
+        keys: pool.sender_keys(&start.participants)?,
+    };
 
-    let result = run(nodes, &ids, session, start, steps, timeout, gate).await;
+    let result = run(nodes, &ids, session, start, &senders, steps, timeout, gate).await;
     if result.is_err() {
         abort_all(nodes, session, "session failed").await;
     }
     result
 }
 
+/// What the relay checks sender signatures with.
+struct Senders {
+    context: SessionContext,
+    keys: std::sync::Arc<dyn sigil_protocol::envelope::PeerVerifier>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     nodes: &[NodeConn],
     ids: &[NodeId],
     session: SessionId,
     start: pb::StartSessionRequest,
+    senders: &Senders,
     steps: u16,
     timeout: Duration,
     mut gate: Option<tokio::sync::oneshot::Receiver<bool>>,
@@ -267,7 +318,9 @@ async fn run(
         .collect();
     let mut transcript = Transcript::default();
     for round in 1..=steps + 1 {
-        let mut relay = RoundRelay::new(session, ids).map_err(DriveError::from_relay)?;
+        let mut relay = RoundRelay::new(session, ids)
+            .map_err(DriveError::from_relay)?
+            .verifying(senders.context, senders.keys.clone());
         for (node, resp) in std::mem::take(&mut responses) {
             if resp.round != u32::from(round) || resp.session_id != session.as_bytes() {
                 return Err(DriveError::BadOutput {

@@ -259,6 +259,7 @@ impl Coordinator {
             &conns,
             session,
             start,
+            key.scheme,
             engine::reshare_steps(key.scheme) as u16,
             self.dkg_timeout(key.scheme),
         )
@@ -464,6 +465,7 @@ impl Coordinator {
             &conns,
             session,
             start,
+            key.scheme,
             engine::sign_steps(key.scheme) as u16,
             self.dkg_timeout(key.scheme),
         )

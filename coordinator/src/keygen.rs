@@ -82,6 +82,7 @@ impl Coordinator {
             &conns,
             session,
             start,
+            scheme,
             steps,
             self.dkg_timeout(scheme),
         )

@@ -1,15 +1,19 @@
 //! The coordinator's view of the signer nodes: one lazily connected mTLS
 //! channel per configured node (verifying the node's `node/<id>` identity),
-//! and concurrent health probes with a deadline.
+//! concurrent health probes with a deadline, and the nodes' certificate
+//! keys for the relay's check of sender signatures.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sigil_proto::v1 as pb;
 use sigil_proto::v1::node_client::NodeClient;
+use sigil_protocol::NodeId;
+use sigil_protocol::envelope::PeerVerifier;
 use sigil_tls::client::{DialOptions, channel};
+use sigil_tls::signing::PeerKey;
 use sigil_tls::{Identity, ReloadableTls};
 use tonic::transport::Channel;
 
@@ -185,6 +189,36 @@ impl NodePool {
     }
 
     /// The relayed identities of `nodes` (cached for a minute).
+    /// The signing keys of the nodes `identities` name, verified against
+    /// this coordinator's CA (chains are cached by `ReloadableTls`), for the
+    /// relay's check of every message's sender signature. An identity that
+    /// does not verify names its node.
+    pub fn sender_keys(
+        &self,
+        identities: &[pb::NodeIdentity],
+    ) -> Result<Arc<dyn PeerVerifier>, DriveError> {
+        let mut keys = BTreeMap::new();
+        for identity in identities {
+            let node = u16::try_from(identity.node_id).map_err(|_| DriveError::BadOutput {
+                culprits: vec![],
+                message: format!("participant id {} out of range", identity.node_id),
+            })?;
+            let id = NodeId::new(node).map_err(|e| DriveError::BadOutput {
+                culprits: vec![],
+                message: e.to_string(),
+            })?;
+            let key = self
+                .tls
+                .verify_peer_chain(&identity.certificate_chain, &Identity::Node(node))
+                .map_err(|e| DriveError::BadOutput {
+                    culprits: vec![node],
+                    message: format!("certificate of node {node} refused: {e}"),
+                })?;
+            keys.insert(id, key);
+        }
+        Ok(Arc::new(SenderKeys(keys)))
+    }
+
     pub async fn identities(
         &self,
         nodes: &[NodeConn],
@@ -302,5 +336,16 @@ impl NodePool {
             }
         });
         futures::future::join_all(probes).await
+    }
+}
+
+/// The participants' certificate keys, as the relay's [`PeerVerifier`].
+struct SenderKeys(BTreeMap<NodeId, PeerKey>);
+
+impl PeerVerifier for SenderKeys {
+    fn verify(&self, node: NodeId, bytes: &[u8], signature: &[u8]) -> bool {
+        self.0
+            .get(&node)
+            .is_some_and(|k| k.verify(bytes, signature))
     }
 }

@@ -396,6 +396,7 @@ impl Coordinator {
             quorum,
             session,
             start,
+            job.key.scheme,
             steps,
             self.nodes.timeout(),
             Some(gate),

@@ -6,12 +6,17 @@
 //! broadcasts go to every other participant, direct messages to their
 //! recipient, coordinator messages to the coordinator. Before routing it
 //! checks that every message a node returned claims that node as sender and
-//! carries the right session and round, so a misbehaving node is named here
-//! rather than discovered (and blamed on the relay) by its peers.
+//! carries the right session and round, and — given the participants'
+//! signing keys and the session's context ([`RoundRelay::verifying`]) —
+//! that its sender signature verifies, so a misbehaving node is named here
+//! rather than discovered (and blamed on the relay) by its peers. A node
+//! cannot deny a message the relay received from it over its own mTLS
+//! connection: a bad signature on it is the node's fault.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use crate::envelope::SignedMessage;
+use crate::envelope::{PeerVerifier, SessionContext, SignedMessage};
 use crate::{NodeId, Recipient, SessionId};
 
 /// A node returned output the relay refuses to route. Each variant names
@@ -53,6 +58,10 @@ pub enum RelayError {
     /// A node returned two messages for the same destination.
     #[error("{node} returned two messages for {to:?}")]
     DuplicateMessage { node: NodeId, to: Recipient },
+    /// A node returned a message whose sender signature does not verify
+    /// under its own key in this session's context.
+    #[error("{node} returned a message to {to:?} whose sender signature does not verify")]
+    BadSignature { node: NodeId, to: Recipient },
     /// Deliveries were requested before every participant's output was collected.
     #[error("output of {missing:?} not collected yet")]
     Missing { missing: Vec<NodeId> },
@@ -70,7 +79,8 @@ impl RelayError {
             | Self::WrongSession { node }
             | Self::WrongRound { node, .. }
             | Self::BadRecipient { node, .. }
-            | Self::DuplicateMessage { node, .. } => vec![*node],
+            | Self::DuplicateMessage { node, .. }
+            | Self::BadSignature { node, .. } => vec![*node],
         }
     }
 }
@@ -89,12 +99,23 @@ pub struct Deliveries {
 }
 
 /// Collects one round's output from every participant and routes it.
-#[derive(Debug)]
 pub struct RoundRelay {
     session: SessionId,
     participants: BTreeSet<NodeId>,
     round: Option<u16>,
     collected: BTreeMap<NodeId, Vec<SignedMessage>>,
+    senders: Option<(SessionContext, Arc<dyn PeerVerifier>)>,
+}
+
+impl std::fmt::Debug for RoundRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundRelay")
+            .field("session", &self.session)
+            .field("participants", &self.participants)
+            .field("round", &self.round)
+            .field("verifies_senders", &self.senders.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RoundRelay {
@@ -114,7 +135,16 @@ impl RoundRelay {
             participants: set,
             round: None,
             collected: BTreeMap::new(),
+            senders: None,
         })
+    }
+
+    /// Also verifies every collected message's sender signature with
+    /// `verifier` (the participants' keys) in `context`, refusing a bad
+    /// one as [`RelayError::BadSignature`] naming the node that returned it.
+    pub fn verifying(mut self, context: SessionContext, verifier: Arc<dyn PeerVerifier>) -> Self {
+        self.senders = Some((context, verifier));
+        self
     }
 
     /// Records what `from` returned for `round`, after validating every message.
@@ -172,6 +202,14 @@ impl RoundRelay {
             };
             if !destinations.insert(key) {
                 return Err(RelayError::DuplicateMessage {
+                    node: from,
+                    to: m.to,
+                });
+            }
+            if let Some((context, verifier)) = &self.senders
+                && !verifier.verify(from, &context.signing_bytes(m), &signed.signature)
+            {
+                return Err(RelayError::BadSignature {
                     node: from,
                     to: m.to,
                 });

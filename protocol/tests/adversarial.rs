@@ -886,6 +886,63 @@ fn bad_signature_share_names_the_signer() {
 }
 
 #[test]
+fn a_verifying_relay_names_the_node_that_returned_a_badly_signed_message() {
+    let mut rng = rng(29);
+    let cluster = Cluster::new(3, &mut rng);
+    let sid = session(0xd7);
+    let round1 = |cluster: &Cluster, rng: &mut rand::rngs::StdRng| {
+        let mut out = BTreeMap::new();
+        for (me, mut s) in dkg_sessions(cluster, Scheme::FrostEd25519, sid, 2, rng) {
+            out.insert(me, s.start().expect("round 1"));
+        }
+        out
+    };
+    let verifying = |context| {
+        RoundRelay::new(sid, &cluster.nodes)
+            .expect("relay")
+            .verifying(context, cluster.verifier.clone())
+    };
+
+    // Genuine output passes and is routed.
+    let mut relay = verifying(cluster.context);
+    for (node, messages) in round1(&cluster, &mut rng) {
+        relay.collect(node, 1, messages).expect("genuine");
+    }
+    relay.deliveries().expect("routed");
+
+    // A payload altered after signing: the node that returned it is named
+    // (the relay got it from that node itself).
+    let mut outputs = round1(&cluster, &mut rng);
+    let altered = outputs.get_mut(&n(2)).expect("2");
+    altered[0].message.payload.push(0);
+    let to = altered[0].message.to;
+    let mut relay = verifying(cluster.context);
+    relay
+        .collect(n(1), 1, outputs[&n(1)].clone())
+        .expect("node 1");
+    let err = relay
+        .collect(n(2), 1, outputs[&n(2)].clone())
+        .expect_err("altered");
+    assert_eq!(err, RelayError::BadSignature { node: n(2), to });
+    assert_eq!(err.culprits(), vec![n(2)]);
+
+    // Signed for a session of another context: the same.
+    let other = SessionContext::new(
+        ContextKind::Dkg,
+        Scheme::FrostEd25519,
+        "other-key",
+        0,
+        &cluster.nodes,
+    );
+    let mut relay = verifying(other);
+    let outputs = round1(&cluster, &mut rng);
+    assert!(matches!(
+        relay.collect(n(3), 1, outputs[&n(3)].clone()),
+        Err(RelayError::BadSignature { node, .. }) if node == n(3)
+    ));
+}
+
+#[test]
 fn relay_validates_what_each_node_returns() {
     let sid = session(3);
     let signed = |from: u16, round: u16, to: Recipient| SignedMessage {
