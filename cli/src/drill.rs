@@ -581,7 +581,8 @@ impl DrillNode {
         let kek = Kek::load_or_create(&config.kek_path()).map_err(|e| fail("KEK", &e))?;
         let store = SqliteShareStore::open(&config.database)
             .await
-            .map_err(|e| fail("database", &e))?;
+            .map_err(|e| fail("database", &e))?
+            .authenticated(kek.row_authenticator(node));
         let sealed_share = kek
             .seal(
                 Binding {

@@ -145,9 +145,9 @@ pub enum LocalError {
     #[error(transparent)]
     Tls(#[from] sigil_tls::TlsError),
     #[error(transparent)]
-    Node(#[from] sigil_node::NodeError),
+    Node(#[from] sigil_node::ServerError),
     #[error(transparent)]
-    Coordinator(#[from] sigil_coordinator::CoordinatorError),
+    Coordinator(#[from] sigil_coordinator::ServerError),
     #[error(transparent)]
     Connect(#[from] crate::connect::ConnectError),
 }
@@ -371,6 +371,9 @@ impl LocalCluster {
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;
+            // A node only loads its key-encryption key; a local cluster creates it (0600).
+            sigil_node::seal::Kek::load_or_create(&config.kek_path())
+                .map_err(|e| LocalError::Layout(e.to_string()))?;
             let mut server = NodeServer::open(config).await?;
             if let Some(customize) = &spec.customize_node {
                 server = customize(id, server);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sigil_tls::{TlsFiles, TrustDomain};
 
-use crate::CoordinatorError;
+use crate::error::ServerError;
 use crate::roles::Role;
 
 /// A signer node the coordinator drives.
@@ -102,7 +102,10 @@ fn default_clock_skew() -> Duration {
 
 pub use sigil_audit::AuditConfig;
 
-/// The value of `audit.database` selecting an in-memory log (benchmarks only).
+/// The value of `audit.database` selecting an in-memory log: benchmarks
+/// only, and the coordinator refuses to start with it unless
+/// `SIGIL_BENCHMARK_IN_MEMORY_AUDIT=1` is set
+/// ([`sigil_daemon::BENCHMARK_IN_MEMORY_AUDIT`]).
 pub const AUDIT_MEMORY: &str = sigil_audit::MEMORY_DATABASE;
 
 fn default_reload() -> Duration {
@@ -114,9 +117,9 @@ fn default_node_timeout() -> Duration {
 }
 
 impl CoordinatorConfig {
-    pub fn load(path: &Path) -> Result<Self, CoordinatorError> {
-        let mut config: CoordinatorConfig = sigil_daemon::load_config(path, "SIGIL_COORDINATOR_")
-            .map_err(CoordinatorError::Config)?;
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let mut config: CoordinatorConfig =
+            sigil_daemon::load_config(path, "SIGIL_COORDINATOR_").map_err(ServerError::Config)?;
         config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
         config.validate()?;
         Ok(config)
@@ -136,12 +139,12 @@ impl CoordinatorConfig {
         self.audit.resolve_relative(base);
     }
 
-    pub fn validate(&self) -> Result<(), CoordinatorError> {
-        let err = |m: String| Err(CoordinatorError::Config(m));
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let err = |m: String| Err(ServerError::Config(m));
         if self.nodes.is_empty() {
             return err("at least one node must be configured".into());
         }
-        self.audit.validate().map_err(CoordinatorError::Config)?;
+        self.audit.validate().map_err(ServerError::Config)?;
         let mut ids = BTreeSet::new();
         for n in &self.nodes {
             if n.id == 0 {
@@ -164,5 +167,17 @@ impl CoordinatorConfig {
             }
         }
         Ok(())
+    }
+
+    /// Refuses an in-memory audit log (`audit.database = "memory"`) unless
+    /// the benchmark opt-in is in the environment
+    /// ([`sigil_daemon::BENCHMARK_IN_MEMORY_AUDIT`]). Checked at start, not
+    /// by [`Self::validate`], so such a file still loads for inspection.
+    pub fn check_audit_placement(&self) -> Result<(), ServerError> {
+        sigil_daemon::check_in_memory_audit(
+            self.audit.database.as_deref() == Some(AUDIT_MEMORY),
+            sigil_daemon::benchmark_in_memory_audit_env().as_deref(),
+        )
+        .map_err(ServerError::Config)
     }
 }

@@ -1,5 +1,9 @@
-//! Coordinator errors and their deliberate mapping to gRPC status codes.
-//! Internal details are logged; clients get a stable, non-revealing message.
+//! Coordinator errors, by layer: [`ServerError`] — why the coordinator
+//! could not start or stopped serving (configuration, TLS material, store,
+//! node channels, audit log, listener) — and [`CoordinatorError`], the
+//! failure of one request, with its deliberate mapping to gRPC status
+//! codes. Internal details are logged; clients get a stable, non-revealing
+//! message.
 
 use tonic::Status;
 
@@ -15,10 +19,48 @@ impl From<sigil_audit::AuditError> for CoordinatorError {
     }
 }
 
+/// Why the coordinator could not start (`CoordinatorConfig::load`,
+/// `CoordinatorServer::open`) or stopped serving (`CoordinatorServer::run`).
+/// No request produces one.
 #[derive(Debug, thiserror::Error)]
-pub enum CoordinatorError {
+pub enum ServerError {
+    /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The certificate, its key or the CA cannot be loaded or do not fit.
+    #[error("TLS: {0}")]
+    Tls(#[from] sigil_tls::TlsError),
+    /// The coordinator's database cannot be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The channels to the configured nodes cannot be set up.
+    #[error("nodes: {0}")]
+    Nodes(#[source] CoordinatorError),
+    /// The audit log cannot be opened, or its start record not written.
+    #[error("audit log: {0}")]
+    Audit(#[source] CoordinatorError),
+    /// The gRPC server failed, or could not be assembled.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// gRPC server reflection could not be set up.
+    #[error("server reflection: {0}")]
+    Reflection(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The failure of one request.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// A configuration problem met while serving a request. Mapped to
+    /// `INTERNAL`; startup configuration errors are [`ServerError::Config`]
+    /// and internal failures [`Self::Internal`].
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A failure inside the coordinator (a bug, undecodable stored data):
+    /// logged, mapped to `INTERNAL` without details.
+    #[error("internal: {0}")]
+    Internal(String),
     #[error("TLS: {0}")]
     Tls(#[from] sigil_tls::TlsError),
     #[error("storage: {0}")]

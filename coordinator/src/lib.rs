@@ -47,5 +47,5 @@ pub mod store;
 pub mod transactions;
 
 pub use config::CoordinatorConfig;
-pub use error::CoordinatorError;
+pub use error::{CoordinatorError, ServerError};
 pub use server::{CoordinatorHandle, CoordinatorServer};

@@ -19,9 +19,9 @@ use sigil_tls::{ConnectionEvent, Identity, ReloadableTls};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::CoordinatorError;
 use crate::audit::{CoordinatorAudit, RequestAuditLayer};
 use crate::config::CoordinatorConfig;
+use crate::error::ServerError;
 use crate::nodes::NodePool;
 use crate::roles::RoleMap;
 use crate::service::{Api, Coordinator};
@@ -59,12 +59,16 @@ impl CoordinatorHandle {
 }
 
 impl CoordinatorServer {
-    pub async fn open(config: CoordinatorConfig) -> Result<Self, CoordinatorError> {
+    /// Loads TLS material and opens the store, the node channels and the
+    /// audit log. Fails closed: an in-memory audit log without the
+    /// benchmark opt-in is refused ([`ServerError`]).
+    pub async fn open(config: CoordinatorConfig) -> Result<Self, ServerError> {
         sigil_tls::install_crypto_provider();
         config.validate()?;
+        config.check_audit_placement()?;
         let tls = ReloadableTls::load(config.tls.clone(), config.trust_domain.clone())?;
         if tls.identity() != Identity::Coordinator {
-            return Err(CoordinatorError::Config(format!(
+            return Err(ServerError::Config(format!(
                 "certificate {} names {}, not the coordinator",
                 config.tls.cert.display(),
                 tls.identity()
@@ -72,12 +76,13 @@ impl CoordinatorServer {
         }
         let store: Arc<dyn CoordinatorStore> =
             Arc::new(SqliteCoordinatorStore::open(&config.database).await?);
-        let nodes = Arc::new(NodePool::new(
-            &config.nodes,
-            tls.clone(),
-            config.node_timeout,
-        )?);
-        let audit = CoordinatorAudit::open(&config, tls.clone()).await?;
+        let nodes = Arc::new(
+            NodePool::new(&config.nodes, tls.clone(), config.node_timeout)
+                .map_err(ServerError::Nodes)?,
+        );
+        let audit = CoordinatorAudit::open(&config, tls.clone())
+            .await
+            .map_err(ServerError::Audit)?;
         let (events, _) = broadcast::channel(256);
         Ok(Self {
             state: Arc::new(Coordinator {
@@ -117,7 +122,7 @@ impl CoordinatorServer {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         let audit = self.state.audit.clone();
         // Fail closed from the start: a coordinator whose log is not writable does not serve.
@@ -127,7 +132,8 @@ impl CoordinatorServer {
                 env!("CARGO_PKG_VERSION"),
                 self.config.nodes.len()
             ))
-            .await?;
+            .await
+            .map_err(|e| ServerError::Audit(e.into()))?;
         let audit_task = audit.spawn_background(self.config.audit.head_interval, self.tls.clone());
         let watcher = self.tls.spawn_watcher(self.config.tls_reload_interval);
         // Certified epoch switches that some node has not confirmed: at start, then periodically.
@@ -152,7 +158,7 @@ impl CoordinatorServer {
             .register_encoded_file_descriptor_set(sigil_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| CoordinatorError::Config(format!("reflection: {e}")))?;
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let roles = RoleMap::new(&self.config.clients);
         let opts = AcceptOptions {
             events: Some(self.events.clone()),
@@ -179,6 +185,6 @@ impl CoordinatorServer {
         audit_task.abort();
         audit.process_stop().await;
         tracing::info!("coordinator stopped");
-        result.map_err(CoordinatorError::from)
+        result.map_err(ServerError::from)
     }
 }

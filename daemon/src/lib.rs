@@ -1,6 +1,7 @@
 //! What every Sigil daemon (`sigil-node`, `sigil-coordinator`) does the same
-//! way at its edges: structured logging, the shutdown signal, and loading a
-//! TOML config with environment overrides.
+//! way at its edges: structured logging, the shutdown signal, loading a
+//! TOML config with environment overrides, and refusing an in-memory audit
+//! log outside benchmarks.
 //!
 //! Kept apart from the daemons' libraries so both binaries boot identically
 //! and operational plumbing shared by both (metrics, later) has one home.
@@ -76,9 +77,60 @@ pub fn load_config<T: DeserializeOwned>(path: &Path, env_prefix: &str) -> Result
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The environment variable that allows an in-memory audit log
+/// (`audit.database = "memory"`): set to `1`, for benchmarks only. Without
+/// it a daemon configured so refuses to start. An environment variable
+/// rather than a config setting, so a config file copied from a benchmark
+/// machine cannot carry the permission with it.
+pub const BENCHMARK_IN_MEMORY_AUDIT: &str = "SIGIL_BENCHMARK_IN_MEMORY_AUDIT";
+
+/// The value of [`BENCHMARK_IN_MEMORY_AUDIT`] in this process's environment.
+pub fn benchmark_in_memory_audit_env() -> Option<std::ffi::OsString> {
+    std::env::var_os(BENCHMARK_IN_MEMORY_AUDIT)
+}
+
+/// Refuses an in-memory audit log (`in_memory`) unless the benchmark
+/// opt-in `opt_in` (the value of [`BENCHMARK_IN_MEMORY_AUDIT`]) is `1`.
+/// The error says why and what to do.
+pub fn check_in_memory_audit(
+    in_memory: bool,
+    opt_in: Option<&std::ffi::OsStr>,
+) -> Result<(), String> {
+    if !in_memory || opt_in.is_some_and(|v| v == "1") {
+        return Ok(());
+    }
+    Err(format!(
+        "audit.database = \"memory\" keeps the audit log in memory: nothing is durable and \
+         the fail-closed guarantee does not hold. It is for benchmarks only and needs \
+         {BENCHMARK_IN_MEMORY_AUDIT}=1 in the environment; otherwise omit audit.database \
+         (default: <stem>-audit.db beside the database) or name a file"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_in_memory_audit_log_needs_the_benchmark_opt_in() {
+        use std::ffi::OsStr;
+        assert!(check_in_memory_audit(false, None).is_ok());
+        assert!(check_in_memory_audit(false, Some(OsStr::new("0"))).is_ok());
+        assert!(check_in_memory_audit(true, Some(OsStr::new("1"))).is_ok());
+        for refused in [
+            None,
+            Some(""),
+            Some("0"),
+            Some("true"),
+            Some("yes"),
+            Some(" 1"),
+        ] {
+            let err = check_in_memory_audit(true, refused.map(OsStr::new))
+                .expect_err("an in-memory audit log without the opt-in");
+            assert!(err.contains(BENCHMARK_IN_MEMORY_AUDIT), "{err}");
+            assert!(err.contains("benchmarks only"), "{err}");
+        }
+    }
 
     #[derive(Debug, serde::Deserialize, PartialEq)]
     struct Sample {

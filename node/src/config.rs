@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sigil_tls::{TlsFiles, TrustDomain};
 
-use crate::NodeError;
+use crate::error::ServerError;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,10 @@ pub struct NodeConfig {
     pub database: PathBuf,
     /// Directory of the node's own secrets (key-encryption key, encryption keys).
     pub key_dir: PathBuf,
-    /// File holding the 32-byte key-encryption key, hex-encoded. Default: `<key_dir>/kek.hex`.
+    /// File holding the 32-byte key-encryption key, hex-encoded (mode 0600).
+    /// Default: `<key_dir>/kek.hex`. The operator provides it: a node whose
+    /// KEK file is missing refuses to start (`sigil up` creates one for a
+    /// local cluster).
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
     /// How often certificate files are checked for changes (SIGHUP also reloads).
@@ -63,9 +66,9 @@ pub struct BackupConfig {
 
 impl BackupConfig {
     /// The parsed recipient key.
-    pub fn recipient_key(&self) -> Result<sigil_policy::backup::BackupPublicKey, NodeError> {
+    pub fn recipient_key(&self) -> Result<sigil_policy::backup::BackupPublicKey, ServerError> {
         sigil_policy::backup::BackupPublicKey::from_hex(&self.recipient)
-            .map_err(|e| NodeError::Config(format!("backup.recipient: {e}")))
+            .map_err(|e| ServerError::Config(format!("backup.recipient: {e}")))
     }
 }
 
@@ -167,7 +170,10 @@ fn default_sessions_per_intent() -> u32 {
 
 pub use sigil_audit::AuditConfig;
 
-/// The value of `audit.database` selecting an in-memory log (benchmarks only).
+/// The value of `audit.database` selecting an in-memory log: benchmarks
+/// only, and the node refuses to start with it unless
+/// `SIGIL_BENCHMARK_IN_MEMORY_AUDIT=1` is set
+/// ([`sigil_daemon::BENCHMARK_IN_MEMORY_AUDIT`]).
 pub const AUDIT_MEMORY: &str = sigil_audit::MEMORY_DATABASE;
 
 fn default_reload() -> Duration {
@@ -180,9 +186,9 @@ fn default_session_ttl() -> Duration {
 
 impl NodeConfig {
     /// Loads `path`, applies `SIGIL_NODE_*` overrides, resolves relative paths.
-    pub fn load(path: &Path) -> Result<Self, NodeError> {
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
         let mut config: NodeConfig =
-            sigil_daemon::load_config(path, "SIGIL_NODE_").map_err(NodeError::Config)?;
+            sigil_daemon::load_config(path, "SIGIL_NODE_").map_err(ServerError::Config)?;
         config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
         config.validate()?;
         Ok(config)
@@ -207,19 +213,19 @@ impl NodeConfig {
         self.audit.resolve_relative(base);
     }
 
-    pub fn validate(&self) -> Result<(), NodeError> {
+    pub fn validate(&self) -> Result<(), ServerError> {
         if self.node_id == 0 {
-            return Err(NodeError::Config("node_id must be ≥ 1".into()));
+            return Err(ServerError::Config("node_id must be ≥ 1".into()));
         }
         if self.zone.trim().is_empty() {
-            return Err(NodeError::Config("zone must not be empty".into()));
+            return Err(ServerError::Config("zone must not be empty".into()));
         }
-        self.audit.validate().map_err(NodeError::Config)?;
+        self.audit.validate().map_err(ServerError::Config)?;
         if !self.policy.officers.is_empty()
             && (self.policy.officer_quorum == 0
                 || usize::from(self.policy.officer_quorum) > self.policy.officers.len())
         {
-            return Err(NodeError::Config(format!(
+            return Err(ServerError::Config(format!(
                 "policy.officer_quorum must be between 1 and the number of officers ({}), got {}",
                 self.policy.officers.len(),
                 self.policy.officer_quorum
@@ -229,13 +235,27 @@ impl NodeConfig {
             backup.recipient_key()?;
         }
         if self.policy.max_sessions_per_intent == 0 {
-            return Err(NodeError::Config(
+            return Err(ServerError::Config(
                 "policy.max_sessions_per_intent must be at least 1".into(),
             ));
         }
         Ok(())
     }
 
+    /// Refuses an in-memory audit log (`audit.database = "memory"`) unless
+    /// the benchmark opt-in is in the environment
+    /// ([`sigil_daemon::BENCHMARK_IN_MEMORY_AUDIT`]). Checked at start, not
+    /// by [`Self::validate`], so such a file still loads for inspection.
+    pub fn check_audit_placement(&self) -> Result<(), ServerError> {
+        sigil_daemon::check_in_memory_audit(
+            self.audit.database.as_deref() == Some(AUDIT_MEMORY),
+            sigil_daemon::benchmark_in_memory_audit_env().as_deref(),
+        )
+        .map_err(ServerError::Config)
+    }
+
+    /// Where the key-encryption key is read from (`kek_file`, default
+    /// `<key_dir>/kek.hex`). The node never creates it.
     pub fn kek_path(&self) -> PathBuf {
         self.kek_file
             .clone()

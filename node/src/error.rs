@@ -1,5 +1,10 @@
-//! Node errors and their deliberate mapping to gRPC status codes. Internal
+//! Node errors, by layer: [`ServerError`] — why the node could not start or
+//! stopped serving (configuration, TLS material, key-encryption key,
+//! stores, audit log, listener) — and [`NodeError`], the failure of one
+//! request, with its deliberate mapping to gRPC status codes. Internal
 //! details (SQL errors, paths) are logged, never sent to the caller.
+
+use std::path::PathBuf;
 
 use sigil_protocol::ProtocolError;
 use tonic::Status;
@@ -17,10 +22,60 @@ impl From<sigil_audit::AuditError> for NodeError {
     }
 }
 
+/// Why a node could not start (`NodeConfig::load`, `NodeServer::open`)
+/// or stopped serving (`NodeServer::run`). No request produces one.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ServerError {
+    /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The certificate, its key or the CA cannot be loaded or do not fit.
+    #[error("TLS: {0}")]
+    Tls(#[from] sigil_tls::TlsError),
+    /// The configured key-encryption key file does not exist. A node never
+    /// creates its KEK.
+    #[error(
+        "key-encryption key file {} does not exist; the node does not create one. \
+         For a local cluster, `sigil up` creates it. In production, provide 32 random bytes, \
+         hex-encoded (64 characters), in a file only the node's user can read (mode 0600), \
+         e.g. `openssl rand -hex 32`, at `kek_file` (default <key_dir>/kek.hex)",
+        path.display()
+    )]
+    KekMissing { path: PathBuf },
+    /// The key-encryption key file exists but is unusable.
+    #[error("key-encryption key: {0}")]
+    Kek(#[from] SealError),
+    /// The node's sealed encryption key cannot be loaded or created.
+    #[error("encryption key: {0}")]
+    EncryptionKey(#[source] NodeError),
+    /// The share store cannot be opened or migrated.
+    #[error("share store: {0}")]
+    Store(#[from] StoreError),
+    /// The audit log cannot be opened, or its start record not written.
+    #[error("audit log: {0}")]
+    Audit(#[source] NodeError),
+    /// The policy settings (officers) are unusable.
+    #[error("policy: {0}")]
+    Policy(#[source] NodeError),
+    /// The gRPC server failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The failure of one request.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A configuration problem met while serving a request. Mapped to
+    /// `INTERNAL`; startup configuration errors are [`ServerError::Config`]
+    /// and internal failures [`Self::Internal`].
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A failure inside the node (a bug, a broken invariant): logged,
+    /// mapped to `INTERNAL` without details.
+    #[error("internal: {0}")]
+    Internal(String),
     #[error("TLS: {0}")]
     Tls(#[from] sigil_tls::TlsError),
     #[error("storage: {0}")]

@@ -40,5 +40,5 @@ pub mod sessions;
 pub mod store;
 
 pub use config::NodeConfig;
-pub use error::NodeError;
+pub use error::{NodeError, ServerError};
 pub use server::{NodeHandle, NodeServer};

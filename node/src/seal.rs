@@ -1,25 +1,43 @@
-//! Encryption of key shares at rest.
+//! Encryption of key shares at rest, and the key that authenticates the
+//! rows they are stored in.
 //!
 //! Shares are sealed with XChaCha20-Poly1305 under the node's 256-bit
 //! key-encryption key (KEK). The associated data binds the sealed blob to
 //! its key id, node id and epoch, so a blob copied to another row, node or
 //! epoch fails to open. A random 192-bit nonce per seal makes nonce reuse
-//! negligible without a counter. The KEK is read from a file today;
-//! PKCS#11 and cloud KMS sources slot in behind [`Kek`] later.
+//! negligible without a counter.
+//!
+//! The rest of a share's row — scheme, status, threshold, participants,
+//! public key and public key package — is not in the sealed blob. It is
+//! authenticated by the row's tag, HMAC-SHA256 under a second key derived
+//! from the KEK with HKDF-SHA256 ([`RowAuthenticator`]); the share store
+//! checks it on every read ([`crate::store`] explains what it covers).
+//!
+//! The KEK is read from a file the operator provides: a node never creates
+//! one ([`Kek::load`]); only local-cluster tooling does
+//! ([`Kek::load_or_create`]). PKCS#11 and cloud KMS sources slot in behind
+//! [`Kek`] later.
 
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 const NONCE_LEN: usize = 24;
 const VERSION: u8 = 1;
+/// HKDF `info` of the share-row authentication key.
+const ROW_KEY_INFO: &[u8] = b"sigil/v1/share-row-tag";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error("key-encryption key file {path}: {reason}")]
     KekFile { path: String, reason: String },
+    /// The key-encryption key file does not exist.
+    #[error("key-encryption key file {path} does not exist")]
+    KekMissing { path: String },
     #[error("sealed share is malformed")]
     Malformed,
     #[error("sealed share does not open under this node's key-encryption key and binding")]
@@ -50,6 +68,8 @@ impl Binding<'_> {
 /// The node's key-encryption key.
 pub struct Kek {
     cipher: XChaCha20Poly1305,
+    /// HKDF-SHA256 of the KEK for share-row tags ([`RowAuthenticator`]).
+    row_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Kek {
@@ -58,24 +78,47 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// HKDF-SHA256-Expand (RFC 5869) of one 32-byte block: HMAC(prk, info ‖ 0x01).
+/// The KEK is a uniformly random key, so it serves as the PRK without an
+/// extract step (RFC 5869, section 3.3).
+fn hkdf_expand_32(prk: &[u8; 32], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(prk).expect("HMAC takes any key length");
+    mac.update(info);
+    mac.update(&[1]);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
 impl Kek {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         Self {
             cipher: XChaCha20Poly1305::new(bytes.into()),
+            row_key: hkdf_expand_32(bytes, ROW_KEY_INFO),
         }
     }
 
-    /// Reads a hex-encoded 32-byte key. Refuses files readable by others.
+    /// Reads a hex-encoded 32-byte key. Refuses files readable by others; a
+    /// missing file is [`SealError::KekMissing`]. Never creates one.
     pub fn load(path: &Path) -> Result<Self, SealError> {
         let err = |reason: String| SealError::KekFile {
             path: path.display().to_string(),
             reason,
         };
+        let io_err = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SealError::KekMissing {
+                    path: path.display().to_string(),
+                }
+            } else {
+                err(e.to_string())
+            }
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(path)
-                .map_err(|e| err(e.to_string()))?
+                .map_err(io_err)?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
@@ -85,14 +128,17 @@ impl Kek {
                 )));
             }
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_err)?);
         let mut bytes = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(text.trim(), bytes.as_mut())
             .map_err(|_| err("expected 64 hex characters".into()))?;
         Ok(Self::from_bytes(&bytes))
     }
 
-    /// Creates a new random key file (mode 0600) unless one exists, then loads it.
+    /// Creates a new random key file (mode 0600) unless one exists, then
+    /// loads it. For local-cluster tooling only (`sigil up`, the test
+    /// harness, recovery drills' throwaway nodes): a node never creates its
+    /// KEK, it refuses to start without one.
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
         if !path.exists() {
             let err = |e: std::io::Error| SealError::KekFile {
@@ -118,6 +164,14 @@ impl Kek {
             result.map_err(err)?;
         }
         Self::load(path)
+    }
+
+    /// The authenticator of node `node_id`'s share rows.
+    pub fn row_authenticator(&self, node_id: u16) -> RowAuthenticator {
+        RowAuthenticator {
+            key: self.row_key.clone(),
+            node_id,
+        }
     }
 
     /// Seals `plaintext` bound to `binding`: `version ‖ nonce ‖ ciphertext`.
@@ -162,6 +216,49 @@ impl Kek {
             )
             .map(Zeroizing::new)
             .map_err(|_| SealError::Open)
+    }
+}
+
+/// Computes and checks the tags of one node's share rows: HMAC-SHA256,
+/// keyed with HKDF-SHA256(KEK, `"sigil/v1/share-row-tag"`), over the node
+/// id and the row's fields as [`crate::store`] encodes them.
+#[derive(Clone)]
+pub struct RowAuthenticator {
+    key: Zeroizing<[u8; 32]>,
+    node_id: u16,
+}
+
+impl std::fmt::Debug for RowAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowAuthenticator")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowAuthenticator {
+    /// The node whose rows this authenticates.
+    pub fn node_id(&self) -> u16 {
+        self.node_id
+    }
+
+    fn mac(&self, fields: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref()).expect("any key length");
+        mac.update(b"sigil/v1/share-row");
+        mac.update(&self.node_id.to_be_bytes());
+        mac.update(fields);
+        mac
+    }
+
+    /// The tag of a row whose fields encode to `fields`.
+    pub fn tag(&self, fields: &[u8]) -> Vec<u8> {
+        self.mac(fields).finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `tag` is the tag of `fields` (constant-time comparison).
+    pub fn verify(&self, fields: &[u8], tag: &[u8]) -> bool {
+        self.mac(fields).verify_slice(tag).is_ok()
     }
 }
 
@@ -216,6 +313,40 @@ mod tests {
         ));
         // The plaintext does not appear in the sealed form.
         assert!(!sealed.windows(12).any(|w| w == b"secret share"));
+    }
+
+    #[test]
+    fn row_tags_depend_on_kek_node_and_fields() {
+        let kek = Kek::from_bytes(&[7; 32]);
+        let auth = kek.row_authenticator(1);
+        let tag = auth.tag(b"fields");
+        assert_eq!(tag.len(), 32);
+        assert!(auth.verify(b"fields", &tag));
+        assert!(!auth.verify(b"fieldz", &tag));
+        assert!(!auth.verify(b"fields", &tag[..31]));
+        assert!(!kek.row_authenticator(2).verify(b"fields", &tag));
+        assert!(
+            !Kek::from_bytes(&[8; 32])
+                .row_authenticator(1)
+                .verify(b"fields", &tag)
+        );
+        // The row key is derived, not the KEK itself.
+        let mut raw = <Hmac<Sha256> as Mac>::new_from_slice(&[7; 32]).expect("key");
+        raw.update(b"sigil/v1/share-row");
+        raw.update(&1u16.to_be_bytes());
+        raw.update(b"fields");
+        assert_ne!(raw.finalize().into_bytes().to_vec(), tag);
+    }
+
+    #[test]
+    fn a_missing_kek_file_is_not_created_by_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys/kek.hex");
+        assert!(matches!(
+            Kek::load(&path),
+            Err(SealError::KekMissing { path: p }) if p.contains("kek.hex")
+        ));
+        assert!(!path.exists());
     }
 
     #[test]

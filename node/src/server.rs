@@ -16,12 +16,12 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tonic::Status;
 
-use crate::NodeError;
 use crate::audit::NodeAudit;
 use crate::config::NodeConfig;
+use crate::error::ServerError;
 use crate::identity::load_or_create_encryption_key;
 use crate::policy::NodePolicy;
-use crate::seal::Kek;
+use crate::seal::{Kek, SealError};
 use crate::service::{Faults, NodeService};
 use crate::sessions::Sessions;
 use crate::store::{ShareStore, SqliteShareStore};
@@ -70,13 +70,16 @@ impl NodeHandle {
 
 impl NodeServer {
     /// Loads TLS material, the key-encryption key and the share store.
-    pub async fn open(config: NodeConfig) -> Result<Self, NodeError> {
+    /// Fails closed: a missing KEK file, or an in-memory audit log without
+    /// the benchmark opt-in, is refused ([`ServerError`]).
+    pub async fn open(config: NodeConfig) -> Result<Self, ServerError> {
         sigil_tls::install_crypto_provider();
         config.validate()?;
+        config.check_audit_placement()?;
         let tls = ReloadableTls::load(config.tls.clone(), config.trust_domain.clone())?;
         let expected = Identity::Node(config.node_id);
         if tls.identity() != expected {
-            return Err(NodeError::Config(format!(
+            return Err(ServerError::Config(format!(
                 "certificate {} names {}, but this node is configured as {expected}",
                 config.tls.cert.display(),
                 tls.identity()
@@ -84,19 +87,44 @@ impl NodeServer {
         }
         // Fail at start, not at the first session, if the key cannot sign.
         tls.identity_key()?;
-        let kek = Arc::new(Kek::load_or_create(&config.kek_path())?);
-        let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)?;
-        let sqlite = Arc::new(SqliteShareStore::open(&config.database).await?);
+        // The operator provides the KEK; only local-cluster tooling creates one.
+        let kek_path = config.kek_path();
+        let kek = Arc::new(Kek::load(&kek_path).map_err(|e| match e {
+            SealError::KekMissing { .. } => ServerError::KekMissing {
+                path: kek_path.clone(),
+            },
+            other => ServerError::Kek(other),
+        })?);
+        let encryption = load_or_create_encryption_key(&kek, &config.key_dir, config.node_id)
+            .map_err(ServerError::EncryptionKey)?;
+        let sqlite = SqliteShareStore::open(&config.database)
+            .await?
+            .authenticated(kek.row_authenticator(config.node_id));
+        let untagged = sqlite.untagged_rows().await?;
+        if untagged > 0 {
+            tracing::warn!(
+                rows = untagged,
+                database = %config.database.display(),
+                "share rows without an authentication tag (altered, or written before rows were \
+                 authenticated); they will not be used"
+            );
+        }
+        let sqlite = Arc::new(sqlite);
         let store: Arc<dyn ShareStore> = sqlite.clone();
         let ban_store: Arc<dyn crate::bans::BanStore> = sqlite.clone();
-        let audit = NodeAudit::open(&config, tls.clone()).await?;
-        let policy = Arc::new(NodePolicy::new(
-            config.node_id,
-            tls.clone(),
-            sqlite,
-            audit.clone(),
-            config.policy.clone(),
-        )?);
+        let audit = NodeAudit::open(&config, tls.clone())
+            .await
+            .map_err(ServerError::Audit)?;
+        let policy = Arc::new(
+            NodePolicy::new(
+                config.node_id,
+                tls.clone(),
+                sqlite,
+                audit.clone(),
+                config.policy.clone(),
+            )
+            .map_err(ServerError::Policy)?,
+        );
         let (events, _) = broadcast::channel(256);
         let sessions = Arc::new(Sessions::new(config.session_ttl));
         let bans = crate::bans::Bans::new(ban_store, audit.clone(), sessions.clone());
@@ -142,7 +170,7 @@ impl NodeServer {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         // Fail closed from the start: a node whose log is not writable does not serve.
         self.audit
@@ -151,7 +179,8 @@ impl NodeServer {
                 env!("CARGO_PKG_VERSION"),
                 self.config.zone
             ))
-            .await?;
+            .await
+            .map_err(|e| ServerError::Audit(e.into()))?;
         let audit_task = self
             .audit
             .spawn_background(self.config.audit.head_interval, self.tls.clone());
@@ -237,7 +266,7 @@ impl NodeServer {
         }
         self.audit.process_stop().await;
         tracing::info!(node_id = self.config.node_id, "node stopped");
-        result.map_err(NodeError::from)
+        result.map_err(ServerError::from)
     }
 }
 

@@ -3,15 +3,52 @@
 //! refreshed or reshared epoch can be stored beside the current one until
 //! the switch is committed. Shares are stored sealed ([`crate::seal`]); this
 //! layer never sees plaintext.
+//!
+//! # Authenticated rows
+//!
+//! The sealed share is bound to its key id, node id and epoch by its AEAD.
+//! The row's other columns would otherwise be trusted as read: someone
+//! with write access to the database could lower a key's threshold, change
+//! its participants or public key package, or flip a status — make an
+//! uncommitted `pending` DKG output or an uncertified `next` epoch sign —
+//! without touching the ciphertext. So every row carries a tag
+//! (`row_tag`): HMAC-SHA256 under a key derived from the KEK
+//! ([`crate::seal::RowAuthenticator`]) over the node id, key id, epoch,
+//! scheme, status, threshold, participants, public key, SHA-256 of the
+//! public key package and SHA-256 of the sealed share. A store opened with
+//! the node's authenticator ([`SqliteShareStore::authenticated`]) writes
+//! the tag with every insert and status change — after checking the tag of
+//! the row it changes, so a status change never launders an altered row —
+//! and checks it on every read: a row that fails is
+//! [`StoreError::Unauthenticated`], never a share.
+//!
+//! Not covered: `created_at` and `retired_at` only time the deletion of
+//! `next` and `retired` shares, which someone able to write the database
+//! can delete anyway. Nor can a tag stop a rollback: a row put back as it
+//! was earlier, tag and all, is authentic, as is a restored copy of the
+//! whole database (a `retired` row put back as `current` with its old tag
+//! signs with the old epoch's share; the coordinator asks for the current
+//! epoch and the node refuses the mismatch, but a coordinator in the same
+//! attacker's hands would not). Rows written before row tags existed have
+//! none and are refused like altered ones: there is no upgrade path, as no
+//! deployment predates them.
+//!
+//! A store opened without the authenticator ([`SqliteShareStore::open`]
+//! alone: tools inspecting a database offline) reads rows unchecked and
+//! writes no share rows ([`StoreError::NoRowKey`]). The node always opens
+//! its store with the authenticator.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sigil_protocol::Scheme;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+
+use crate::seal::RowAuthenticator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +60,21 @@ pub enum StoreError {
     Exists { key_id: String, epoch: u64 },
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A share row whose tag does not match its columns (altered outside
+    /// the node, or written before rows were authenticated): never used.
+    #[error(
+        "share row of key {key_id} epoch {epoch} fails authentication ({reason}): it was altered \
+         outside the node or predates authenticated share rows, and will not be used"
+    )]
+    Unauthenticated {
+        key_id: String,
+        epoch: u64,
+        reason: &'static str,
+    },
+    /// A share row write through a store opened without the node's row
+    /// authenticator ([`SqliteShareStore::authenticated`]).
+    #[error("this share store has no row authentication key and cannot write share rows")]
+    NoRowKey,
     /// A grouped commit of the intent ledger failed (`group_commit`); the
     /// message is the failing statement's error.
     #[error("intent ledger: {0}")]
@@ -142,27 +194,77 @@ pub trait ShareStore: Send + Sync + 'static {
     ) -> Result<(u64, u64), StoreError>;
 }
 
-/// The columns of `key_shares`, as a literal so queries stay static strings.
+/// The columns of `key_shares` a share is written and read with, as a
+/// literal so queries stay static strings.
 macro_rules! columns {
     () => {
-        "key_id, epoch, scheme, status, threshold, participants, public_key, public_key_package, sealed_share, created_at"
+        "key_id, epoch, scheme, status, threshold, participants, public_key, public_key_package, sealed_share, created_at, row_tag"
     };
 }
 
-/// Inserts `share` with `status`; refuses to overwrite an existing (key, epoch).
+/// The bytes a row's tag covers (see the module docs), status given apart:
+/// every variable-length field length-prefixed, the public key package
+/// and the sealed share by their SHA-256.
+fn row_fields(share: &StoredShare, status: ShareStatus) -> Vec<u8> {
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    let mut out = Vec::with_capacity(256);
+    bytes(&mut out, share.key_id.as_bytes());
+    out.extend_from_slice(&share.epoch.to_be_bytes());
+    bytes(&mut out, share.scheme.name().as_bytes());
+    bytes(&mut out, status.as_str().as_bytes());
+    out.extend_from_slice(&share.threshold.to_be_bytes());
+    out.extend_from_slice(&(share.participants.len() as u64).to_be_bytes());
+    for p in &share.participants {
+        out.extend_from_slice(&p.to_be_bytes());
+    }
+    bytes(&mut out, &share.public_key);
+    out.extend_from_slice(&Sha256::digest(&share.public_key_package));
+    out.extend_from_slice(&Sha256::digest(&share.sealed_share));
+    out
+}
+
+/// Checks the tag of a row read as `share` (its status included).
+fn check_tag(
+    auth: &RowAuthenticator,
+    share: &StoredShare,
+    tag: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let fail = |reason| StoreError::Unauthenticated {
+        key_id: share.key_id.clone(),
+        epoch: share.epoch,
+        reason,
+    };
+    let tag = tag.ok_or_else(|| fail("the row has no tag"))?;
+    if auth.verify(&row_fields(share, share.status), tag) {
+        Ok(())
+    } else {
+        Err(fail("its tag does not match its columns"))
+    }
+}
+
+fn db_epoch(epoch: u64) -> Result<i64, StoreError> {
+    i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))
+}
+
+/// Inserts `share` with `status` and its tag; refuses to overwrite an
+/// existing (key, epoch).
 async fn insert_row(
     conn: &mut sqlx::SqliteConnection,
+    auth: &RowAuthenticator,
     share: &StoredShare,
     status: ShareStatus,
 ) -> Result<(), StoreError> {
-    let epoch =
-        i64::try_from(share.epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
+    let epoch = db_epoch(share.epoch)?;
     let participants = serde_json::to_string(&share.participants)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let tag = auth.tag(&row_fields(share, status));
     let result = sqlx::query(concat!(
         "INSERT INTO key_shares (",
         columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(&share.key_id)
     .bind(epoch)
@@ -174,6 +276,7 @@ async fn insert_row(
     .bind(&share.public_key_package)
     .bind(&share.sealed_share)
     .bind(&share.created_at)
+    .bind(tag)
     .execute(&mut *conn)
     .await;
     match result {
@@ -183,6 +286,39 @@ async fn insert_row(
             epoch: share.epoch,
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives the row read (and checked) as `share` the status `status` and its
+/// new tag (`retired_at`: when it retired). Fails unless the row still
+/// holds `share`'s status.
+async fn set_status(
+    conn: &mut sqlx::SqliteConnection,
+    auth: &RowAuthenticator,
+    share: &StoredShare,
+    status: ShareStatus,
+    retired_at: Option<&str>,
+) -> Result<(), StoreError> {
+    let tag = auth.tag(&row_fields(share, status));
+    let done = sqlx::query(
+        "UPDATE key_shares SET status = ?, row_tag = ?, retired_at = COALESCE(?, retired_at) \
+         WHERE key_id = ? AND epoch = ? AND status = ?",
+    )
+    .bind(status.as_str())
+    .bind(tag)
+    .bind(retired_at)
+    .bind(&share.key_id)
+    .bind(db_epoch(share.epoch)?)
+    .bind(share.status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "share row of key {} epoch {} changed during its status change",
+            share.key_id, share.epoch
+        )))
     }
 }
 
@@ -203,10 +339,14 @@ pub struct SqliteShareStore {
     pub(crate) pool: SqlitePool,
     /// The intent ledger's group-committing writer (its own connection).
     pub(crate) opener: crate::group_commit::Opener,
+    /// Tags share rows (see the module docs); `None`: reads unchecked, no share writes.
+    rows: Option<RowAuthenticator>,
 }
 
 impl SqliteShareStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the database at `path`,
+    /// without the row authenticator: add it with [`Self::authenticated`]
+    /// to write or check share rows.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
@@ -236,7 +376,40 @@ impl SqliteShareStore {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let opener = crate::group_commit::Opener::start(&pool).await?;
-        Ok(Self { pool, opener })
+        Ok(Self {
+            pool,
+            opener,
+            rows: None,
+        })
+    }
+
+    /// This store, writing and checking share row tags with `auth` (the node's own).
+    pub fn authenticated(mut self, auth: RowAuthenticator) -> Self {
+        self.rows = Some(auth);
+        self
+    }
+
+    fn auth(&self) -> Result<&RowAuthenticator, StoreError> {
+        self.rows.as_ref().ok_or(StoreError::NoRowKey)
+    }
+
+    /// Share rows without a tag (written before rows were authenticated);
+    /// they are refused when read.
+    pub async fn untagged_rows(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_shares WHERE row_tag IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A row as a share, its tag checked if this store has the authenticator.
+    fn checked(&self, row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {
+        let share = Self::row_to_share(row)?;
+        if let Some(auth) = &self.rows {
+            let tag: Option<Vec<u8>> = row.try_get("row_tag")?;
+            check_tag(auth, &share, tag.as_deref())?;
+        }
+        Ok(share)
     }
 
     fn row_to_share(row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {
@@ -269,8 +442,9 @@ impl SqliteShareStore {
 #[async_trait]
 impl ShareStore for SqliteShareStore {
     async fn insert(&self, share: &StoredShare) -> Result<(), StoreError> {
+        let auth = self.auth()?;
         let mut conn = self.pool.acquire().await?;
-        insert_row(&mut conn, share, share.status).await
+        insert_row(&mut conn, auth, share, share.status).await
     }
 
     async fn current(&self, key_id: &str) -> Result<Option<StoredShare>, StoreError> {
@@ -282,7 +456,7 @@ impl ShareStore for SqliteShareStore {
         .bind(key_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::row_to_share).transpose()
+        row.as_ref().map(|r| self.checked(r)).transpose()
     }
 
     async fn exists(&self, key_id: &str) -> Result<bool, StoreError> {
@@ -305,18 +479,28 @@ impl ShareStore for SqliteShareStore {
         .bind(epoch)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::row_to_share).transpose()
+        row.as_ref().map(|r| self.checked(r)).transpose()
     }
 
     async fn activate(&self, key_id: &str, epoch: u64) -> Result<bool, StoreError> {
-        let epoch =
-            i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
-        let done = sqlx::query("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ? AND status = 'pending'")
-            .bind(key_id)
-            .bind(epoch)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let auth = self.auth()?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM key_shares WHERE key_id = ? AND epoch = ? AND status = 'pending'"
+        ))
+        .bind(key_id)
+        .bind(db_epoch(epoch)?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let share = self.checked(&row)?;
+        set_status(&mut tx, auth, &share, ShareStatus::Current, None).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list(&self) -> Result<Vec<StoredShare>, StoreError> {
@@ -327,7 +511,7 @@ impl ShareStore for SqliteShareStore {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::row_to_share).collect()
+        rows.iter().map(|r| self.checked(r)).collect()
     }
 
     async fn count_current(&self) -> Result<u64, StoreError> {
@@ -338,12 +522,13 @@ impl ShareStore for SqliteShareStore {
     }
 
     async fn stage_next(&self, share: &StoredShare) -> Result<(), StoreError> {
+        let auth = self.auth()?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM key_shares WHERE key_id = ? AND status = 'next'")
             .bind(&share.key_id)
             .execute(&mut *tx)
             .await?;
-        insert_row(&mut tx, share, ShareStatus::Next).await?;
+        insert_row(&mut tx, auth, share, ShareStatus::Next).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -354,32 +539,39 @@ impl ShareStore for SqliteShareStore {
         epoch: u64,
         now: &str,
     ) -> Result<EpochSwitch, StoreError> {
-        let epoch =
-            i64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch out of range".into()))?;
+        let auth = self.auth()?;
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM key_shares WHERE key_id = ? AND epoch = ?")
-                .bind(key_id)
-                .bind(epoch)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status.as_deref() {
-            Some("current") => return Ok(EpochSwitch::AlreadyCurrent),
-            Some("next") => {}
-            _ => return Ok(EpochSwitch::NothingStaged),
-        }
-        sqlx::query(
-            "UPDATE key_shares SET status = 'retired', retired_at = ? WHERE key_id = ? AND status = 'current'",
-        )
-        .bind(now)
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM key_shares WHERE key_id = ? AND epoch = ?"
+        ))
         .bind(key_id)
-        .execute(&mut *tx)
+        .bind(db_epoch(epoch)?)
+        .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ?")
-            .bind(key_id)
-            .bind(epoch)
-            .execute(&mut *tx)
-            .await?;
+        let Some(row) = row else {
+            return Ok(EpochSwitch::NothingStaged);
+        };
+        let next = self.checked(&row)?;
+        match next.status {
+            ShareStatus::Current => return Ok(EpochSwitch::AlreadyCurrent),
+            ShareStatus::Next => {}
+            ShareStatus::Pending | ShareStatus::Retired => return Ok(EpochSwitch::NothingStaged),
+        }
+        let current = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM key_shares WHERE key_id = ? AND status = 'current'"
+        ))
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(current) = current {
+            let current = self.checked(&current)?;
+            set_status(&mut tx, auth, &current, ShareStatus::Retired, Some(now)).await?;
+        }
+        set_status(&mut tx, auth, &next, ShareStatus::Current, None).await?;
         crate::bans::lift_bans(&mut tx, key_id).await?;
         tx.commit().await?;
         Ok(EpochSwitch::Switched)
@@ -408,7 +600,7 @@ impl ShareStore for SqliteShareStore {
         .bind(key_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::row_to_share).collect()
+        rows.iter().map(|r| self.checked(r)).collect()
     }
 
     async fn sweep(
@@ -433,6 +625,19 @@ impl ShareStore for SqliteShareStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seal::Kek;
+
+    fn auth(node_id: u16) -> RowAuthenticator {
+        Kek::from_bytes(&[5; 32]).row_authenticator(node_id)
+    }
+
+    /// A private in-memory store with node 1's row authenticator.
+    async fn fresh_store() -> SqliteShareStore {
+        SqliteShareStore::in_memory()
+            .await
+            .expect("open")
+            .authenticated(auth(1))
+    }
 
     fn share(key_id: &str, epoch: u64, status: ShareStatus) -> StoredShare {
         StoredShare {
@@ -451,7 +656,7 @@ mod tests {
 
     #[tokio::test]
     async fn insert_list_current_and_epochs() {
-        let store = SqliteShareStore::in_memory().await.expect("open");
+        let store = fresh_store().await;
         store
             .insert(&share("k1", 0, ShareStatus::Current))
             .await
@@ -481,7 +686,7 @@ mod tests {
 
     #[tokio::test]
     async fn pending_shares_do_not_sign_until_activated() {
-        let store = SqliteShareStore::in_memory().await.expect("open");
+        let store = fresh_store().await;
         store
             .insert(&share("k", 0, ShareStatus::Pending))
             .await
@@ -507,7 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_epoch_switch_retires_the_old_share_in_one_step() {
-        let store = SqliteShareStore::in_memory().await.expect("open");
+        let store = fresh_store().await;
         store
             .insert(&share("k", 0, ShareStatus::Current))
             .await
@@ -563,7 +768,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_uncommitted_next_expires() {
-        let store = SqliteShareStore::in_memory().await.expect("open");
+        let store = fresh_store().await;
         store
             .insert(&share("k", 0, ShareStatus::Current))
             .await
@@ -591,10 +796,245 @@ mod tests {
         SqliteShareStore::open(&path)
             .await
             .expect("open")
+            .authenticated(auth(1))
             .insert(&share("k", 0, ShareStatus::Current))
             .await
             .expect("insert");
-        let reopened = SqliteShareStore::open(&path).await.expect("reopen");
+        let reopened = SqliteShareStore::open(&path)
+            .await
+            .expect("reopen")
+            .authenticated(auth(1));
         assert_eq!(reopened.list().await.expect("list").len(), 1);
+    }
+
+    fn is_unauthenticated(r: Result<Option<StoredShare>, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Unauthenticated { .. }))
+    }
+
+    /// Runs `sql` (one statement) on the database behind the store's back.
+    async fn alter(store: &SqliteShareStore, sql: &'static str) {
+        let done = sqlx::query(sql).execute(&store.pool).await.expect(sql);
+        assert!(done.rows_affected() >= 1, "{sql} changed nothing");
+    }
+
+    #[tokio::test]
+    async fn altering_any_authenticated_column_makes_the_share_unusable() {
+        let alterations = [
+            ("threshold", "UPDATE key_shares SET threshold = 1"),
+            (
+                "participants",
+                "UPDATE key_shares SET participants = '[1,2,4]'",
+            ),
+            (
+                "participants order",
+                "UPDATE key_shares SET participants = '[3,2,1]'",
+            ),
+            ("scheme", "UPDATE key_shares SET scheme = 'frost-taproot'"),
+            ("public key", "UPDATE key_shares SET public_key = x'03'"),
+            (
+                "public key package",
+                "UPDATE key_shares SET public_key_package = x'010204'",
+            ),
+            (
+                "sealed share",
+                "UPDATE key_shares SET sealed_share = x'0909'",
+            ),
+            ("tag", "UPDATE key_shares SET row_tag = zeroblob(32)"),
+            ("no tag", "UPDATE key_shares SET row_tag = NULL"),
+        ];
+        for (what, sql) in alterations {
+            let store = fresh_store().await;
+            store
+                .insert(&share("k", 0, ShareStatus::Current))
+                .await
+                .expect("insert");
+            assert!(store.current("k").await.expect("intact").is_some());
+            alter(&store, sql).await;
+            assert!(is_unauthenticated(store.current("k").await), "{what}");
+            assert!(is_unauthenticated(store.get("k", 0).await), "{what}");
+            assert!(
+                matches!(store.list().await, Err(StoreError::Unauthenticated { .. })),
+                "{what}"
+            );
+            assert!(
+                matches!(
+                    store.epochs("k").await,
+                    Err(StoreError::Unauthenticated { .. })
+                ),
+                "{what}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_moved_to_another_key_or_epoch_is_refused() {
+        for sql in [
+            "UPDATE key_shares SET key_id = 'other'",
+            "UPDATE key_shares SET epoch = 1",
+        ] {
+            let store = fresh_store().await;
+            store
+                .insert(&share("k", 0, ShareStatus::Current))
+                .await
+                .expect("insert");
+            alter(&store, sql).await;
+            assert!(
+                matches!(store.list().await, Err(StoreError::Unauthenticated { .. })),
+                "{sql}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_status_flipped_outside_the_node_is_refused() {
+        // pending → current: a DKG output the coordinator never committed.
+        let store = fresh_store().await;
+        store
+            .insert(&share("k", 0, ShareStatus::Pending))
+            .await
+            .expect("insert");
+        alter(&store, "UPDATE key_shares SET status = 'current'").await;
+        assert!(is_unauthenticated(store.current("k").await));
+
+        // next → current and current → retired: an epoch switch without its certificate.
+        let store = fresh_store().await;
+        store
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        store
+            .stage_next(&share("k", 1, ShareStatus::Next))
+            .await
+            .expect("stage");
+        alter(
+            &store,
+            "UPDATE key_shares SET status = 'retired' WHERE epoch = 0",
+        )
+        .await;
+        alter(
+            &store,
+            "UPDATE key_shares SET status = 'current' WHERE epoch = 1",
+        )
+        .await;
+        assert!(is_unauthenticated(store.current("k").await));
+        assert!(is_unauthenticated(store.get("k", 0).await));
+
+        // retired → current: an old epoch signing again.
+        let store = fresh_store().await;
+        store
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        store
+            .stage_next(&share("k", 1, ShareStatus::Next))
+            .await
+            .expect("stage");
+        store.commit_epoch("k", 1, "t").await.expect("commit");
+        alter(&store, "DELETE FROM key_shares WHERE epoch = 1").await;
+        alter(&store, "UPDATE key_shares SET status = 'current'").await;
+        assert!(is_unauthenticated(store.current("k").await));
+    }
+
+    #[tokio::test]
+    async fn status_changes_do_not_launder_an_altered_row() {
+        let store = fresh_store().await;
+        store
+            .insert(&share("k", 0, ShareStatus::Pending))
+            .await
+            .expect("insert");
+        alter(&store, "UPDATE key_shares SET threshold = 1").await;
+        assert!(matches!(
+            store.activate("k", 0).await,
+            Err(StoreError::Unauthenticated { .. })
+        ));
+        assert!(is_unauthenticated(store.get("k", 0).await));
+
+        let store = fresh_store().await;
+        store
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        store
+            .stage_next(&share("k", 1, ShareStatus::Next))
+            .await
+            .expect("stage");
+        alter(
+            &store,
+            "UPDATE key_shares SET participants = '[1,2]' WHERE epoch = 1",
+        )
+        .await;
+        assert!(matches!(
+            store.commit_epoch("k", 1, "t").await,
+            Err(StoreError::Unauthenticated { .. })
+        ));
+        // Nothing switched.
+        assert_eq!(
+            store.get("k", 0).await.expect("get").map(|s| s.status),
+            Some(ShareStatus::Current)
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_are_bound_to_the_node_and_its_kek() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let open = || SqliteShareStore::open(&path);
+        open()
+            .await
+            .expect("open")
+            .authenticated(auth(1))
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        let other_node = open().await.expect("open").authenticated(auth(2));
+        assert!(is_unauthenticated(other_node.current("k").await));
+        let other_kek = open()
+            .await
+            .expect("open")
+            .authenticated(Kek::from_bytes(&[6; 32]).row_authenticator(1));
+        assert!(is_unauthenticated(other_kek.current("k").await));
+        let own = open().await.expect("open").authenticated(auth(1));
+        assert_eq!(own.untagged_rows().await.expect("count"), 0);
+        assert!(own.current("k").await.expect("own").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_store_without_the_authenticator_writes_no_shares() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.db");
+        let keyless = SqliteShareStore::open(&path).await.expect("open");
+        assert!(matches!(
+            keyless.insert(&share("k", 0, ShareStatus::Pending)).await,
+            Err(StoreError::NoRowKey)
+        ));
+        assert!(matches!(
+            keyless.stage_next(&share("k", 1, ShareStatus::Next)).await,
+            Err(StoreError::NoRowKey)
+        ));
+        assert!(matches!(
+            keyless.activate("k", 0).await,
+            Err(StoreError::NoRowKey)
+        ));
+        assert!(matches!(
+            keyless.commit_epoch("k", 1, "t").await,
+            Err(StoreError::NoRowKey)
+        ));
+        // It reads rows as they are (offline inspection).
+        SqliteShareStore::open(&path)
+            .await
+            .expect("open")
+            .authenticated(auth(1))
+            .insert(&share("k", 0, ShareStatus::Current))
+            .await
+            .expect("insert");
+        alter(&keyless, "UPDATE key_shares SET threshold = 1").await;
+        assert_eq!(
+            keyless
+                .current("k")
+                .await
+                .expect("unchecked")
+                .map(|s| s.threshold),
+            Some(1)
+        );
     }
 }

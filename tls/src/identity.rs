@@ -98,10 +98,7 @@ impl Identity {
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["coordinator"] => Ok(Self::Coordinator),
-            ["node", id] => id
-                .parse::<u16>()
-                .ok()
-                .filter(|id| *id > 0)
+            ["node", id] => parse_node_id(id)
                 .map(Self::Node)
                 .ok_or_else(|| IdentityError::UnknownPath(uri.to_owned())),
             ["client", name] if valid_name(name) => Ok(Self::Client((*name).to_owned())),
@@ -153,6 +150,17 @@ impl FromStr for Identity {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::from_uri(&format!("spiffe://x/{s}"), &TrustDomain("x".into()))
     }
+}
+
+/// A node id in its one canonical form: decimal ASCII digits without sign,
+/// leading zeros or surrounding space, 1 to 65535. `01`, `+1`, `1 `, `0`
+/// and `65536` are refused, so one node has exactly one spelling in a
+/// certificate (`node/1`) and no other string names it.
+pub fn parse_node_id(s: &str) -> Option<u16> {
+    if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok()
 }
 
 /// Client names: 1–64 of `[a-z0-9._-]`.
@@ -208,6 +216,8 @@ mod tests {
             ("spiffe://other.domain/coordinator", "ForeignTrustDomain"),
             ("spiffe://sigil.local/node/0", "UnknownPath"),
             ("spiffe://sigil.local/node/x", "UnknownPath"),
+            ("spiffe://sigil.local/node/01", "UnknownPath"),
+            ("spiffe://sigil.local/node/+1", "UnknownPath"),
             ("spiffe://sigil.local/client/UPPER", "UnknownPath"),
             ("spiffe://sigil.local/coordinator/extra", "UnknownPath"),
         ];
@@ -215,5 +225,71 @@ mod tests {
             let err = Identity::from_uri(uri, &td).expect_err(uri);
             assert!(format!("{err:?}").starts_with(want), "{uri}: {err:?}");
         }
+    }
+
+    #[test]
+    fn node_ids_are_parsed_in_canonical_form_only() {
+        for (s, want) in [
+            ("1", Some(1)),
+            ("7", Some(7)),
+            ("10", Some(10)),
+            ("65535", Some(65535)),
+        ] {
+            assert_eq!(parse_node_id(s), want, "{s:?}");
+        }
+        for bad in [
+            "",
+            "0",
+            "00",
+            "01",
+            "001",
+            "+1",
+            "-1",
+            "1 ",
+            " 1",
+            "1\n",
+            "\t1",
+            "65536",
+            "99999999999",
+            "1_000",
+            "0x1",
+            "1e1",
+            "1.0",
+            "\u{ff11}",
+        ] {
+            assert_eq!(parse_node_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_node_identities_are_refused() {
+        let td = TrustDomain::default();
+        for bad in [
+            "node/01",
+            "node/+1",
+            "node/1 ",
+            "node/ 1",
+            "node/0",
+            "node/65536",
+            "node/-1",
+            "node/",
+            "node/1/",
+            "node/1/x",
+        ] {
+            assert!(
+                matches!(bad.parse::<Identity>(), Err(IdentityError::UnknownPath(_))),
+                "{bad:?} parsed"
+            );
+            let uri = format!("spiffe://{td}/{bad}");
+            assert!(
+                matches!(
+                    Identity::from_uri(&uri, &td),
+                    Err(IdentityError::UnknownPath(_))
+                ),
+                "{uri:?} parsed"
+            );
+        }
+        assert_eq!("node/1".parse::<Identity>(), Ok(Identity::Node(1)));
+        assert_eq!("node/65535".parse::<Identity>(), Ok(Identity::Node(65535)));
     }
 }

@@ -29,7 +29,6 @@ mod sign;
 use std::fmt;
 
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
-use frost_core::round1::{Nonce, SigningNonces};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -128,6 +127,11 @@ pub fn new_signer<R: RngCore + CryptoRng>(
 
 /// Like [`new_signer`] but with fixed nonces (serialized scalars). Only for
 /// known-answer tests (RFC 9591 vectors): reusing nonces leaks the key.
+///
+/// Compiled only into this crate's own tests and with the `test-vectors`
+/// feature, which only the crate's dev-dependency on itself enables: a
+/// node or coordinator build does not contain it.
+#[cfg(any(test, feature = "test-vectors"))]
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub fn new_signer_with_fixed_nonces(
@@ -141,6 +145,7 @@ pub fn new_signer_with_fixed_nonces(
     binding: &[u8],
 ) -> Result<SignerProtocol, ProtocolError> {
     with_suite!(scheme, |C| {
+        use frost_core::round1::{Nonce, SigningNonces};
         let signer = sign::Signer::<C>::new(session, me, signers, key_share, message, |_| {
             let hiding = Nonce::<C>::deserialize(hiding).map_err(internal)?;
             let binding = Nonce::<C>::deserialize(binding).map_err(internal)?;
