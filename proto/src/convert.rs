@@ -184,8 +184,17 @@ pub mod metadata {
     fn ids_from_metadata(map: &MetadataMap, key: &'static str) -> Vec<u16> {
         map.get(key)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .map(|v| v.split(',').filter_map(canonical_id).collect())
             .unwrap_or_default()
+    }
+
+    /// A node id as [`insert_ids`] writes it: decimal digits, no sign,
+    /// space or leading zero, 1..=65535. Anything else names nobody (`01`
+    /// is not node 1).
+    fn canonical_id(text: &str) -> Option<u16> {
+        let canonical =
+            !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+        canonical.then(|| text.parse().ok()).flatten()
     }
 
     /// The machine-readable details of a refusal ([`POLICY_RULE`],
@@ -258,8 +267,11 @@ mod tests {
         assert!(metadata::relay_suspected(&map));
 
         let mut odd = tonic::metadata::MetadataMap::new();
-        odd.insert(metadata::CULPRITS, "3,x,70000,4".parse().expect("ascii"));
-        assert_eq!(metadata::culprits_from_metadata(&odd), vec![3, 4]);
+        odd.insert(
+            metadata::CULPRITS,
+            "3,x,70000,4, 5,06,+7,0,8".parse().expect("ascii"),
+        );
+        assert_eq!(metadata::culprits_from_metadata(&odd), vec![3, 4, 8]);
 
         // Bans travel beside the culprits, in their own entry.
         assert!(metadata::banned_from_metadata(&map).is_empty());
