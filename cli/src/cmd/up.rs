@@ -28,6 +28,7 @@ pub struct UpArgs {
     ephemeral_ports: bool,
     /// Keep every audit log in memory instead of the databases. FOR
     /// BENCHMARKS ONLY: nothing is durable and fail-closed means nothing.
+    /// The daemons refuse it unless SIGIL_BENCHMARK_IN_MEMORY_AUDIT=1 is set.
     #[arg(long)]
     audit_in_memory: bool,
     /// Keep each process's audit log in its state database instead of
