@@ -402,6 +402,26 @@ impl SqliteShareStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The share of (`key_id`, `epoch`) read on `conn` (inside a caller's
+    /// transaction), its tag checked.
+    async fn share_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        key_id: &str,
+        epoch: u64,
+    ) -> Result<Option<StoredShare>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM key_shares WHERE key_id = ? AND epoch = ?"
+        ))
+        .bind(key_id)
+        .bind(db_epoch(epoch)?)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.as_ref().map(|r| self.checked(r)).transpose()
+    }
+
     /// A row as a share, its tag checked if this store has the authenticator.
     fn checked(&self, row: &sqlx::sqlite::SqliteRow) -> Result<StoredShare, StoreError> {
         let share = Self::row_to_share(row)?;
@@ -485,19 +505,13 @@ impl ShareStore for SqliteShareStore {
     async fn activate(&self, key_id: &str, epoch: u64) -> Result<bool, StoreError> {
         let auth = self.auth()?;
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM key_shares WHERE key_id = ? AND epoch = ? AND status = 'pending'"
-        ))
-        .bind(key_id)
-        .bind(db_epoch(epoch)?)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let Some(share) = self
+            .share_in(&mut tx, key_id, epoch)
+            .await?
+            .filter(|s| s.status == ShareStatus::Pending)
+        else {
             return Ok(false);
         };
-        let share = self.checked(&row)?;
         set_status(&mut tx, auth, &share, ShareStatus::Current, None).await?;
         tx.commit().await?;
         Ok(true)
@@ -541,19 +555,9 @@ impl ShareStore for SqliteShareStore {
     ) -> Result<EpochSwitch, StoreError> {
         let auth = self.auth()?;
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM key_shares WHERE key_id = ? AND epoch = ?"
-        ))
-        .bind(key_id)
-        .bind(db_epoch(epoch)?)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let Some(next) = self.share_in(&mut tx, key_id, epoch).await? else {
             return Ok(EpochSwitch::NothingStaged);
         };
-        let next = self.checked(&row)?;
         match next.status {
             ShareStatus::Current => return Ok(EpochSwitch::AlreadyCurrent),
             ShareStatus::Next => {}
