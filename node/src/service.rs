@@ -88,10 +88,10 @@ impl NodeService {
         Ok(NodeId::new(self.node_id)?)
     }
 
+    /// This node's long-lived X25519 keypair for a new session (a copy: no
+    /// key derivation per session).
     pub(crate) fn encryption_keypair(&self) -> Result<EncryptionKeypair, NodeError> {
-        Ok(EncryptionKeypair::from_secret_bytes(
-            self.encryption.secret_bytes().as_ref(),
-        )?)
+        Ok(self.encryption.clone())
     }
 
     fn deadline(&self, requested_unix_ms: u64) -> Instant {
