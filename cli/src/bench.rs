@@ -12,6 +12,11 @@
 //! verification of the final signature). Nothing else: no gRPC, TLS,
 //! storage, key-share unsealing or participant certificate checks — those
 //! are what the cluster adds on top of this figure.
+//!
+//! [`Envelope::Bare`] drops the envelope too: the engine's own round
+//! functions for every party, messages routed as they are (unsigned,
+//! unsealed), then the same aggregator — the floor the protocol itself
+//! sets, against which both the enveloped figure and the cluster are read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,10 +32,10 @@ use ring::signature::{
 use sigil_protocol::engine::{self, Aggregator, DkgOutput, Encoding, KeyShare, SignInput};
 use sigil_protocol::envelope::{
     ContextKind, EncryptionKeypair, EncryptionPublicKey, IdentitySigner, PeerVerifier,
-    SecureSession, SessionContext,
+    SecureSession, SessionContext, SignedMessage,
 };
 use sigil_protocol::relay::{Deliveries, RelayError, RoundRelay};
-use sigil_protocol::{NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
+use sigil_protocol::{Message, NodeId, Protocol, ProtocolError, Scheme, SessionId, Transition};
 
 /// Why the in-process baseline could not run.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +52,19 @@ pub enum BaselineError {
     Unfinished(&'static str),
 }
 
+/// Whether the in-process parties wrap their protocol in the nodes' envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// Sender signatures and HPKE, as the nodes run (the cluster's baseline).
+    Sealed,
+    /// The engine's round functions alone: the protocol's floor.
+    Bare,
+}
+
 /// What the baseline measured.
 #[derive(Debug, Clone)]
 pub struct Baseline {
+    pub envelope: Envelope,
     pub scheme: Scheme,
     pub threshold: u16,
     pub participants: u16,
@@ -195,11 +210,72 @@ fn random_session() -> SessionId {
 /// Every party's output and each round's deliveries (index 0: round 1).
 type Run<O> = (BTreeMap<NodeId, O>, Vec<Deliveries>);
 
+/// One in-process party: a protocol in the nodes' envelope, or bare.
+trait Party {
+    type Output;
+    fn start(&mut self) -> Result<Vec<SignedMessage>, ProtocolError>;
+    fn step(
+        &mut self,
+        inbound: Vec<SignedMessage>,
+    ) -> Result<Transition<Self::Output, SignedMessage>, ProtocolError>;
+}
+
+impl<P: Protocol> Party for SecureSession<P> {
+    type Output = P::Output;
+
+    fn start(&mut self) -> Result<Vec<SignedMessage>, ProtocolError> {
+        SecureSession::start(self)
+    }
+
+    fn step(
+        &mut self,
+        inbound: Vec<SignedMessage>,
+    ) -> Result<Transition<P::Output, SignedMessage>, ProtocolError> {
+        SecureSession::step(self, inbound)
+    }
+}
+
+/// The engine's protocol alone: its messages travel unsigned and unsealed
+/// (the relay only routes them).
+struct Bare<P>(P);
+
+fn unsigned(messages: Vec<Message>) -> Vec<SignedMessage> {
+    messages
+        .into_iter()
+        .map(|message| SignedMessage {
+            message,
+            signature: Vec::new(),
+        })
+        .collect()
+}
+
+impl<P: Protocol> Party for Bare<P> {
+    type Output = P::Output;
+
+    fn start(&mut self) -> Result<Vec<SignedMessage>, ProtocolError> {
+        Ok(unsigned(self.0.start()?))
+    }
+
+    fn step(
+        &mut self,
+        inbound: Vec<SignedMessage>,
+    ) -> Result<Transition<P::Output, SignedMessage>, ProtocolError> {
+        let inbound = inbound.into_iter().map(|s| s.message).collect();
+        Ok(match self.0.step(inbound)? {
+            Transition::Continue(messages) => Transition::Continue(unsigned(messages)),
+            Transition::Finished { messages, output } => Transition::Finished {
+                messages: unsigned(messages),
+                output,
+            },
+        })
+    }
+}
+
 /// Drives every party's session to completion through the relay, round by
 /// round, as the coordinator's driver does.
-fn drive<P: Protocol>(
+fn drive<P: Party>(
     session: SessionId,
-    mut sessions: BTreeMap<NodeId, SecureSession<P>>,
+    mut sessions: BTreeMap<NodeId, P>,
     what: &'static str,
 ) -> Result<Run<P::Output>, BaselineError> {
     let parties: Vec<NodeId> = sessions.keys().copied().collect();
@@ -254,8 +330,10 @@ fn dkg(
 }
 
 /// One signature by `signers`, aggregated and verified as the coordinator does.
+#[allow(clippy::too_many_arguments)]
 fn sign_once(
     parties: &Parties,
+    envelope: Envelope,
     scheme: Scheme,
     signers: &[NodeId],
     shares: &BTreeMap<NodeId, KeyShare>,
@@ -266,15 +344,26 @@ fn sign_once(
     let session = random_session();
     let input = SignInput::new(scheme, message, Encoding::Raw, "")?;
     let context = SessionContext::new(ContextKind::Sign, scheme, "bench", 0, signers);
-    let mut sessions = BTreeMap::new();
+    let mut sealed = BTreeMap::new();
+    let mut bare = BTreeMap::new();
     for &me in signers {
         let share = shares
             .get(&me)
             .ok_or_else(|| BaselineError::Parameters(format!("no key share for {me}")))?;
         let protocol = engine::new_signer(share, session, me, signers, &input, &mut OsRng)?;
-        sessions.insert(me, parties.secure(me, context, protocol)?);
+        match envelope {
+            Envelope::Sealed => {
+                sealed.insert(me, parties.secure(me, context, protocol)?);
+            }
+            Envelope::Bare => {
+                bare.insert(me, Bare(protocol));
+            }
+        }
     }
-    let (_, rounds) = drive(session, sessions, "signing")?;
+    let (_, rounds) = match envelope {
+        Envelope::Sealed => drive(session, sealed, "signing")?,
+        Envelope::Bare => drive(session, bare, "signing")?,
+    };
     let mut aggregator = Aggregator::new(
         scheme,
         session,
@@ -296,9 +385,10 @@ fn sign_once(
 
 /// Measures in-process signing throughput for `scheme` with a `threshold`-of-
 /// `participants` key and `message_size`-byte messages, for about `duration`
-/// (at least one signature) on the calling thread. Blocking: call it from a
-/// blocking task.
+/// (at least one signature) on the calling thread, with or without the
+/// envelope. Blocking: call it from a blocking task.
 pub fn run(
+    envelope: Envelope,
     scheme: Scheme,
     threshold: u16,
     participants: u16,
@@ -340,6 +430,7 @@ pub fn run(
         OsRng.fill_bytes(&mut message);
         sign_once(
             &parties,
+            envelope,
             scheme,
             signers,
             &shares,
@@ -353,6 +444,7 @@ pub fn run(
         }
     }
     Ok(Baseline {
+        envelope,
         scheme,
         threshold,
         participants,
@@ -366,19 +458,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn baseline_signs_with_every_scheme() {
-        for scheme in Scheme::ALL {
-            let b = run(scheme, 2, 3, 32, Duration::ZERO).expect("baseline");
-            assert_eq!(b.signatures, 1, "{scheme}");
-            assert!(b.throughput() > 0.0, "{scheme}");
+    fn baseline_signs_with_every_scheme_with_and_without_the_envelope() {
+        for envelope in [Envelope::Sealed, Envelope::Bare] {
+            for scheme in Scheme::ALL {
+                let b = run(envelope, scheme, 2, 3, 32, Duration::ZERO).expect("baseline");
+                assert_eq!(b.signatures, 1, "{scheme} {envelope:?}");
+                assert!(b.throughput() > 0.0, "{scheme} {envelope:?}");
+            }
         }
     }
 
     #[test]
     fn baseline_refuses_bad_parameters() {
-        assert!(run(Scheme::FrostSecp256k1, 1, 3, 32, Duration::ZERO).is_err());
-        assert!(run(Scheme::FrostSecp256k1, 4, 3, 32, Duration::ZERO).is_err());
-        assert!(run(Scheme::FrostSecp256k1, 2, 3, 0, Duration::ZERO).is_err());
-        assert!(run(Scheme::EcdsaSecp256k1, 2, 3, 33, Duration::ZERO).is_err());
+        let run = |scheme, t, n, size| run(Envelope::Bare, scheme, t, n, size, Duration::ZERO);
+        assert!(run(Scheme::FrostSecp256k1, 1, 3, 32).is_err());
+        assert!(run(Scheme::FrostSecp256k1, 4, 3, 32).is_err());
+        assert!(run(Scheme::FrostSecp256k1, 2, 3, 0).is_err());
+        assert!(run(Scheme::EcdsaSecp256k1, 2, 3, 33).is_err());
     }
 }

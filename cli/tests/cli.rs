@@ -314,6 +314,11 @@ async fn bench_sign_completes_every_request_and_measures_the_baseline() {
         "{report}"
     );
     assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
+    // Beside it, the engine's rounds alone (no envelope), and every ratio.
+    assert!(report["bare"]["signatures"].as_u64() >= Some(1), "{report}");
+    for ratio in ["ratio_to_bare", "in_process_to_bare", "p50_over_bare_mean"] {
+        assert!(report[ratio].as_f64() > Some(0.0), "{ratio}: {report}");
+    }
     env.stop().await;
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use sigil_cli::bench::{Baseline, Envelope};
 use sigil_cli::intent::Signer;
 use sigil_cli::loadgen::{self, LoadPayload, LoadSpec};
 use sigil_cli::output::Text;
@@ -185,28 +186,37 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
     ));
     let report = loadgen::run(&spec, &channels).await;
 
-    let baseline = if args.baseline_duration.is_zero() {
-        None
-    } else {
-        ctx.out.note(format_args!(
-            "measuring in-process crypto-only signing for {:?} on one thread...",
-            args.baseline_duration
-        ));
-        let (size, duration) = (args.message_size, args.baseline_duration);
-        Some(
-            tokio::task::spawn_blocking(move || {
-                sigil_cli::bench::run(scheme, threshold, participants, size, duration)
-            })
-            .await
-            .context("in-process baseline task")?
-            .context("in-process baseline")?,
-        )
+    // The same crypto in-process on one thread, with the nodes' envelope
+    // and bare (the engine's round functions alone: the protocol's floor).
+    let mut baselines = Vec::new();
+    if !args.baseline_duration.is_zero() {
+        for envelope in [Envelope::Sealed, Envelope::Bare] {
+            ctx.out.note(format_args!(
+                "measuring in-process crypto-only signing ({}) for {:?} on one thread...",
+                envelope_name(envelope),
+                args.baseline_duration
+            ));
+            let (size, duration) = (args.message_size, args.baseline_duration);
+            baselines.push(
+                tokio::task::spawn_blocking(move || {
+                    sigil_cli::bench::run(envelope, scheme, threshold, participants, size, duration)
+                })
+                .await
+                .context("in-process baseline task")?
+                .context("in-process baseline")?,
+            );
+        }
+    }
+    let baseline = baselines.iter().find(|b| b.envelope == Envelope::Sealed);
+    let bare = baselines.iter().find(|b| b.envelope == Envelope::Bare);
+    let per = |a: f64, b: Option<&Baseline>| {
+        b.map(Baseline::throughput)
+            .filter(|t| *t > 0.0)
+            .map(|t| a / t)
     };
-    let ratio = baseline
-        .as_ref()
-        .map(|b| b.throughput())
-        .filter(|t| *t > 0.0)
-        .map(|t| report.throughput() / t);
+    let ratio = per(report.throughput(), baseline);
+    let ratio_to_bare = per(report.throughput(), bare);
+    let enveloped_to_bare = baseline.and_then(|b| per(b.throughput(), bare));
 
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let l = report.latency;
@@ -240,14 +250,28 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
             },
             "errors": errors,
         },
-        "in_process": baseline.as_ref().map(|b| json!({
+        "in_process": baseline.map(|b| json!({
             "signatures": b.signatures,
             "elapsed_s": b.elapsed.as_secs_f64(),
             "throughput_sps": b.throughput(),
             "mean_ms": ms(b.mean()),
             "threads": 1,
         })),
+        "bare": bare.map(|b| json!({
+            "signatures": b.signatures,
+            "elapsed_s": b.elapsed.as_secs_f64(),
+            "throughput_sps": b.throughput(),
+            "mean_ms": ms(b.mean()),
+            "threads": 1,
+        })),
+        // cluster / enveloped in-process (kept under this name for scripts)
         "ratio": ratio,
+        "ratio_to_bare": ratio_to_bare,
+        "in_process_to_bare": enveloped_to_bare,
+        "p50_over_bare_mean": bare
+            .map(|b| b.mean().as_secs_f64())
+            .filter(|m| *m > 0.0)
+            .map(|m| l.p50.as_secs_f64() / m),
     });
     ctx.out.print(&value, || {
         let mut t = Text::new();
@@ -273,9 +297,17 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
         for (code, (count, message)) in &report.errors {
             t.line(format_args!("errors       {count} x {code}: {message}"));
         }
-        if let Some(b) = &baseline {
+        if let Some(b) = baseline {
             t.line(format_args!(
-                "in-process   {:.1} signatures/s on one thread ({} ms each, {} signatures), crypto only",
+                "in-process   {:.1} signatures/s on one thread ({} ms each, {} signatures), crypto with the envelope",
+                b.throughput(),
+                ms(b.mean()),
+                b.signatures
+            ));
+        }
+        if let Some(b) = bare {
+            t.line(format_args!(
+                "bare         {:.1} signatures/s on one thread ({} ms each, {} signatures), the engine's rounds alone",
                 b.throughput(),
                 ms(b.mean()),
                 b.signatures
@@ -283,6 +315,11 @@ async fn sign(ctx: &Context, args: &BenchSignArgs) -> Result<()> {
         }
         if let Some(r) = ratio {
             t.line(format_args!("ratio        cluster / in-process = {r:.3}"));
+        }
+        if let (Some(r), Some(e)) = (ratio_to_bare, enveloped_to_bare) {
+            t.line(format_args!(
+                "ratio        cluster / bare = {r:.3}; in-process / bare = {e:.3}"
+            ));
         }
         t.into()
     });
@@ -304,4 +341,11 @@ async fn key_participants(ctx: &Context, key_id: &str) -> Option<usize> {
         .ok()?
         .into_inner();
     Some(key.participants.len())
+}
+
+fn envelope_name(e: Envelope) -> &'static str {
+    match e {
+        Envelope::Sealed => "with the envelope",
+        Envelope::Bare => "bare",
+    }
 }
