@@ -7,15 +7,53 @@
 //! head that verifies. Signing and verifying sit behind two small traits so
 //! that the log does not depend on how keys are held; [`crate::identity`]
 //! implements both on top of `sigil-tls`.
+//!
+//! # The head chain
+//!
+//! Heads form a chain of their own: each carries a [`HeadLink`], its index
+//! among the process's heads (1, 2, 3, …) and the [`SignedHead::id`] of the
+//! head before it (all zeros for the first). Deleting heads shows as a gap
+//! in the indices, replacing one as a broken link. Heads signed before the
+//! chain existed have no link ("legacy" heads): they are signed under the
+//! `v1` layout and still verify, but take no part in the head chain.
 
 use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::ParseError;
 use crate::record::{Hash, parse_lines};
 
 const HEAD_DOMAIN: &str = "sigil/audit/v1/head";
+const LINKED_HEAD_DOMAIN: &str = "sigil/audit/v2/head";
+
+/// A head's place in its process's chain of heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadLink {
+    /// 1 for the process's first linked head, then 2, 3, … without gaps.
+    pub index: u64,
+    /// [`SignedHead::id`] of head `index - 1`; all zeros for index 1.
+    #[serde(with = "crate::serde_hex::hash")]
+    pub previous: Hash,
+}
+
+impl HeadLink {
+    /// The link of a process's first head.
+    pub const FIRST: HeadLink = HeadLink {
+        index: 1,
+        previous: [0; 32],
+    };
+
+    /// The link of the head after the one whose id is `id` and link `self`.
+    pub fn next(self, id: Hash) -> HeadLink {
+        HeadLink {
+            index: self.index.saturating_add(1),
+            previous: id,
+        }
+    }
+}
 
 /// A signed statement of a log's head.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,17 +73,37 @@ pub struct SignedHead {
     /// DER certificates of the signer, end-entity first.
     #[serde(with = "crate::serde_hex::list")]
     pub certificate_chain: Vec<Vec<u8>>,
+    /// Its place in the chain of heads; `None` for a legacy head (signed
+    /// before heads were chained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<HeadLink>,
 }
 
 impl SignedHead {
-    /// The bytes the signature covers.
+    /// The bytes the signature covers: [`linked_head_signing_bytes`], or
+    /// [`head_signing_bytes`] for a legacy head.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        head_signing_bytes(
-            &self.process,
-            self.sequence,
-            &self.head_hash,
-            &self.timestamp,
-        )
+        match &self.link {
+            Some(link) => linked_head_signing_bytes(
+                &self.process,
+                self.sequence,
+                &self.head_hash,
+                &self.timestamp,
+                link,
+            ),
+            None => head_signing_bytes(
+                &self.process,
+                self.sequence,
+                &self.head_hash,
+                &self.timestamp,
+            ),
+        }
+    }
+
+    /// What the next head's [`HeadLink::previous`] names:
+    /// SHA-256 of [`SignedHead::signing_bytes`].
+    pub fn id(&self) -> Hash {
+        Sha256::digest(self.signing_bytes()).into()
     }
 
     /// This head as one line of JSON (without the newline).
@@ -79,6 +137,32 @@ pub fn head_signing_bytes(
     out.extend_from_slice(&sequence.to_be_bytes());
     out.extend_from_slice(head_hash);
     lp(&mut out, timestamp.as_bytes());
+    out
+}
+
+/// `lp("sigil/audit/v2/head") ‖ lp(process) ‖ u64be(sequence) ‖ head_hash ‖
+/// lp(timestamp) ‖ u64be(link.index) ‖ link.previous`: the signing bytes
+/// of a head in the head chain.
+pub fn linked_head_signing_bytes(
+    process: &str,
+    sequence: u64,
+    head_hash: &Hash,
+    timestamp: &str,
+    link: &HeadLink,
+) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(8 * 5 + LINKED_HEAD_DOMAIN.len() + process.len() + 64 + timestamp.len());
+    let lp = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    lp(&mut out, LINKED_HEAD_DOMAIN.as_bytes());
+    lp(&mut out, process.as_bytes());
+    out.extend_from_slice(&sequence.to_be_bytes());
+    out.extend_from_slice(head_hash);
+    lp(&mut out, timestamp.as_bytes());
+    out.extend_from_slice(&link.index.to_be_bytes());
+    out.extend_from_slice(&link.previous);
     out
 }
 
@@ -176,14 +260,61 @@ mod tests {
             timestamp: "2025-01-31T12:00:00.000Z".into(),
             signature: vec![1, 2],
             certificate_chain: vec![vec![3], vec![4, 5]],
+            link: None,
         };
         let line = head.to_json_line();
         assert!(line.contains("\"certificate_chain\":[\"03\",\"0405\"]"));
         assert!(line.contains("\"signature\":\"0102\""));
-        let text = format!("{line}\n{line}\n");
+        assert!(!line.contains("link"), "a legacy head is written as before");
+        let linked = SignedHead {
+            link: Some(HeadLink {
+                index: 2,
+                previous: [7; 32],
+            }),
+            ..head.clone()
+        };
+        let linked_line = linked.to_json_line();
+        assert!(linked_line.contains(&format!(
+            "\"link\":{{\"index\":2,\"previous\":\"{}\"}}",
+            hex::encode([7; 32])
+        )));
+        let text = format!("{line}\n{line}\n{linked_line}\n");
         assert_eq!(
             parse_heads_jsonl(text.as_bytes()).expect("parse"),
-            vec![head.clone(), head]
+            vec![head.clone(), head, linked]
         );
+    }
+
+    #[test]
+    fn linked_signing_bytes_bind_the_link() {
+        let head = SignedHead {
+            process: "node-1".into(),
+            sequence: 3,
+            head_hash: [1; 32],
+            timestamp: "2025-01-31T12:00:00.000Z".into(),
+            signature: vec![],
+            certificate_chain: vec![],
+            link: Some(HeadLink::FIRST),
+        };
+        let legacy = SignedHead {
+            link: None,
+            ..head.clone()
+        };
+        assert_ne!(head.signing_bytes(), legacy.signing_bytes());
+        assert_ne!(head.id(), legacy.id());
+        let next = SignedHead {
+            link: Some(HeadLink::FIRST.next(head.id())),
+            ..head.clone()
+        };
+        assert_eq!(next.link.map(|l| l.index), Some(2));
+        assert_ne!(next.signing_bytes(), head.signing_bytes());
+        let other_previous = SignedHead {
+            link: Some(HeadLink {
+                index: 2,
+                previous: [9; 32],
+            }),
+            ..head.clone()
+        };
+        assert_ne!(other_previous.signing_bytes(), next.signing_bytes());
     }
 }

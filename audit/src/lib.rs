@@ -54,12 +54,25 @@
 //!                              ‖ lp(detail)
 //!                              ‖ previous_hash            (32 bytes) )
 //!
-//! head signing bytes =  lp("sigil/audit/v1/head")
+//! head signing bytes =  lp("sigil/audit/v2/head")
 //!                     ‖ lp(process)
 //!                     ‖ u64be(sequence)
 //!                     ‖ head_hash                         (32 bytes)
 //!                     ‖ lp(timestamp)
+//!                     ‖ u64be(head_index)
+//!                     ‖ previous_head                     (32 bytes)
+//!
+//! head id            = SHA-256( head signing bytes )
+//!
+//! legacy head        =  lp("sigil/audit/v1/head") ‖ lp(process)
+//!                     ‖ u64be(sequence) ‖ head_hash ‖ lp(timestamp)
 //! ```
+//!
+//! Heads are chained ([`HeadLink`]): `head_index` counts the process's
+//! heads from 1, and `previous_head` is the id of head `head_index - 1`
+//! (32 zero bytes for the first). Heads signed before the chain existed
+//! (legacy heads, without a link) are signed with the legacy layout; they
+//! still verify against the log but take no part in the head chain.
 //!
 //! The first record (sequence 1) has `previous_hash = genesis(process)`;
 //! record `n + 1` has `previous_hash = record_hash(n)`. A head at sequence
@@ -83,10 +96,11 @@ macro_rules! record_columns {
     };
 }
 
-/// The columns of `audit_heads`.
+/// The columns of `audit_heads`: all of them, so that a legacy database
+/// opened read-only (without `head_index` and `previous_head`) still reads.
 macro_rules! head_columns {
     () => {
-        "id, process, sequence, head_hash, timestamp, signature, certificate_chain"
+        "*"
     };
 }
 
@@ -97,6 +111,7 @@ pub mod identity;
 pub mod log;
 pub mod process;
 pub mod record;
+pub mod seen;
 mod serde_hex;
 mod timefmt;
 pub mod verify;
@@ -105,8 +120,8 @@ mod writer;
 pub use error::{AuditError, ParseError};
 pub use filter::{DEFAULT_LIMIT, Filter, MAX_LIMIT};
 pub use head::{
-    HeadSignature, HeadSigner, HeadVerifier, HeadVerifyError, SignError, SignedHead,
-    head_signing_bytes, parse_heads_jsonl,
+    HeadLink, HeadSignature, HeadSigner, HeadVerifier, HeadVerifyError, SignError, SignedHead,
+    head_signing_bytes, linked_head_signing_bytes, parse_heads_jsonl,
 };
 pub use identity::{TlsHeadSigner, TlsHeadVerifier, TrustError, expected_identity};
 pub use log::{AuditLog, AuditOptions, Durability, Head, WriterStats};
@@ -114,7 +129,10 @@ pub use process::{
     AuditConfig, MEMORY_DATABASE, ProcessAudit, actor_of, default_database, signed_digest,
 };
 pub use record::{Entry, Hash, Record, action, genesis_hash, outcome, parse_jsonl};
-pub use verify::{Finding, FindingKind, NodeLog, Report, cross_check, verify_log};
+pub use seen::{SeenHead, head_seen_entry, parse_head_seen};
+pub use verify::{
+    Finding, FindingKind, NodeLog, ProcessLog, Report, check_seen_heads, cross_check, verify_log,
+};
 
 /// The process name of the coordinator's log.
 pub const COORDINATOR_PROCESS: &str = "coordinator";

@@ -52,7 +52,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::AuditError;
 use crate::filter::{DEFAULT_LIMIT, Filter, MAX_LIMIT};
-use crate::head::{HeadSigner, SignedHead};
+use crate::head::{HeadLink, HeadSigner, SignedHead};
 use crate::record::{Entry, Hash, Record, genesis_hash};
 use crate::timefmt;
 use crate::verify::{Finding, FindingKind, Report, verify_log};
@@ -710,7 +710,7 @@ fn row_to_record(row: &SqliteRow) -> Result<Record, String> {
     })
 }
 
-fn row_to_head(row: &SqliteRow) -> Result<(i64, SignedHead), AuditError> {
+pub(crate) fn row_to_head(row: &SqliteRow) -> Result<(i64, SignedHead), AuditError> {
     let id: i64 = row.try_get("id")?;
     let corrupt = |reason: String| AuditError::Corrupt {
         sequence: row.try_get("sequence").unwrap_or(-1),
@@ -726,6 +726,24 @@ fn row_to_head(row: &SqliteRow) -> Result<(i64, SignedHead), AuditError> {
         .map(hex::decode)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt(format!("certificate_chain: {e}")))?;
+    // Absent in a legacy database opened read-only (no migration), NULL
+    // in rows written before heads were chained: a legacy head either way.
+    let index: Option<i64> = row.try_get("head_index").ok().flatten();
+    let previous: Option<Vec<u8>> = row.try_get("previous_head").ok().flatten();
+    let link = match (index, previous) {
+        (Some(index), Some(previous)) => Some(HeadLink {
+            index: u64::try_from(index).map_err(|_| corrupt("negative head index".into()))?,
+            previous: previous
+                .try_into()
+                .map_err(|_| corrupt("previous_head is not 32 bytes".into()))?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(corrupt(
+                "head_index and previous_head must be set together".into(),
+            ));
+        }
+    };
     Ok((
         id,
         SignedHead {
@@ -737,6 +755,7 @@ fn row_to_head(row: &SqliteRow) -> Result<(i64, SignedHead), AuditError> {
             timestamp: row.try_get("timestamp")?,
             signature: row.try_get("signature")?,
             certificate_chain,
+            link,
         },
     ))
 }

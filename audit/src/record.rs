@@ -45,6 +45,8 @@ pub mod action {
     pub const REQUEST: &str = "request";
     /// The coordinator opened a signing session on a quorum of nodes.
     pub const SIGN_SESSION: &str = "sign_session";
+    /// A signing session failed (coordinator; outcome `error:<kind>`, culprits).
+    pub const SIGN_SESSION_FAILED: &str = "sign_session_failed";
     /// The coordinator returned a signature to the client.
     pub const SIGNATURE_RETURNED: &str = "signature_returned";
     /// A node released its signature share for a session.
@@ -59,6 +61,8 @@ pub mod action {
     pub const PROCESS_STOP: &str = "process_stop";
     /// A caller was refused by authorization.
     pub const AUTHZ_DENIED: &str = "authz_denied";
+    /// This process saw a signed head of another process (see [`crate::seen`]).
+    pub const HEAD_SEEN: &str = "head_seen";
 }
 
 /// Stable outcomes: `ok`, or `refused` / `error`, optionally followed by

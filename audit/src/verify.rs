@@ -18,20 +18,47 @@
 //! | lines of an export reordered | [`FindingKind::OutOfOrder`] |
 //! | a record inserted or replaced | [`FindingKind::ChainBreak`] (and [`FindingKind::Duplicate`] if its sequence repeats) |
 //! | a head edited or forged | [`FindingKind::HeadSignature`] |
+//! | a head deleted (not the last) | [`FindingKind::HeadGap`] at the head after it |
+//! | a head replaced, or re-linked | [`FindingKind::HeadChainBreak`] |
+//!
+//! Heads are chained ([`crate::HeadLink`]): indices 1, 2, 3, … each naming
+//! the id of the head before. Legacy heads (without a link, signed before
+//! heads were chained) are checked against the log as before and take no
+//! part in the head chain.
+//!
+//! The tail of a log deleted together with the heads covering it leaves a
+//! log that verifies on its own. [`check_seen_heads`] catches it when
+//! another process recorded a head of it (`head_seen`, see [`crate::seen`]):
+//!
+//! | tampering | finding |
+//! |---|---|
+//! | the tail and its heads deleted | [`FindingKind::TruncatedSeenHead`] at the first missing sequence |
+//! | every record and head deleted | [`FindingKind::EmptyLogSeenHead`] |
+//! | the last heads deleted | [`FindingKind::SeenHeadMissing`] |
+//! | the log rewritten and re-signed | [`FindingKind::SeenHeadMismatch`] |
 //!
 //! [`cross_check`] compares the coordinator's log with the nodes' logs: a
 //! node that issued a signature share must have been asked by the
 //! coordinator for that session, and every signature the coordinator
 //! returned must be backed by shares on `t` nodes of its quorum. It catches
-//! a coordinator that signs without recording it.
+//! a coordinator that signs without recording it:
+//!
+//! | inconsistency | finding |
+//! |---|---|
+//! | a share issued for a session the coordinator does not record | [`FindingKind::UnknownSession`] |
+//! | a share's key or digest differs from the coordinator's | [`FindingKind::SessionMismatch`] |
+//! | a signature returned without `t` shares | [`FindingKind::UnbackedSignature`] |
+//! | `t` shares issued for a session the coordinator records as failed (without culprits) | [`FindingKind::SharesForFailedSession`] |
+//! | a session or signature record without key id or digest | [`FindingKind::EmptySessionField`] |
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::head::{HeadVerifier, SignedHead};
+use crate::head::{HeadLink, HeadVerifier, SignedHead};
 use crate::record::{Hash, Record, action, genesis_hash};
+use crate::seen::parse_head_seen;
 use crate::{COORDINATOR_PROCESS, node_process, timefmt};
 
 /// What is wrong.
@@ -78,6 +105,27 @@ pub enum FindingKind {
     /// The coordinator returned a signature without shares from `t` nodes
     /// of its quorum.
     UnbackedSignature,
+    /// A head's link does not name the head before it (same index twice,
+    /// or `previous` is not that head's id): a head replaced.
+    HeadChainBreak,
+    /// Head indices skip: heads deleted.
+    HeadGap,
+    /// Another process saw a head of this log that covers records the log
+    /// does not have: its tail was deleted with its own heads.
+    TruncatedSeenHead,
+    /// The log is empty, but another process saw a head of it with records.
+    EmptyLogSeenHead,
+    /// Another process saw a head of this log beyond the log's own last
+    /// head: heads deleted.
+    SeenHeadMissing,
+    /// A head another process saw differs from this log (its record at that
+    /// sequence, or its own head of that index): rewritten.
+    SeenHeadMismatch,
+    /// Shares were issued by `t` nodes for a session the coordinator records
+    /// as failed without naming culprits: a signature may exist unrecorded.
+    SharesForFailedSession,
+    /// A coordinator session or signature record has no key id or digest.
+    EmptySessionField,
 }
 
 impl fmt::Display for FindingKind {
@@ -360,6 +408,8 @@ pub fn verify_log(
         );
     }
 
+    check_head_chain(process, &valid_heads, &mut report);
+
     valid_heads.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
     let mut highest: Option<&SignedHead> = None;
     for head in valid_heads {
@@ -382,6 +432,251 @@ pub fn verify_log(
     report
 }
 
+/// Checks the chain of `heads` (signatures already verified): indices
+/// from 1 without gaps, each naming the id of the head before.
+fn check_head_chain(process: &str, heads: &[&SignedHead], report: &mut Report) {
+    let mut linked: Vec<(HeadLink, &SignedHead)> = heads
+        .iter()
+        .filter_map(|h| h.link.map(|l| (l, *h)))
+        .collect();
+    linked.sort_by_key(|(l, h)| (l.index, h.timestamp.clone()));
+    let mut previous: Option<(HeadLink, &SignedHead, Hash)> = None;
+    for (link, head) in linked {
+        let id = head.id();
+        match previous {
+            None if link.index == 0 => {
+                report.add(
+                    process,
+                    head.sequence,
+                    FindingKind::HeadChainBreak,
+                    format!(
+                        "signed head {} has index 0 (heads count from 1)",
+                        head.timestamp
+                    ),
+                );
+                continue;
+            }
+            None if link.index > 1 => report.add(
+                process,
+                head.sequence,
+                FindingKind::HeadGap,
+                format!(
+                    "the first signed head is #{} (signed {}): heads #1..=#{} are missing",
+                    link.index,
+                    head.timestamp,
+                    link.index - 1
+                ),
+            ),
+            None if link.previous != [0; 32] => report.add(
+                process,
+                head.sequence,
+                FindingKind::HeadChainBreak,
+                format!(
+                    "signed head #1 (signed {}) names a previous head; the first names none",
+                    head.timestamp
+                ),
+            ),
+            None => {}
+            Some((prev, _, prev_id)) if link.index == prev.index => {
+                if id != prev_id {
+                    report.add(
+                        process,
+                        head.sequence,
+                        FindingKind::HeadChainBreak,
+                        format!(
+                            "two different signed heads claim index #{} (one signed {})",
+                            link.index, head.timestamp
+                        ),
+                    );
+                }
+                continue;
+            }
+            Some((prev, _, _)) if link.index > prev.index + 1 => {
+                let range = if link.index == prev.index + 2 {
+                    format!("head #{} is", prev.index + 1)
+                } else {
+                    format!("heads #{}..=#{} are", prev.index + 1, link.index - 1)
+                };
+                report.add(
+                    process,
+                    head.sequence,
+                    FindingKind::HeadGap,
+                    format!(
+                        "{range} missing (deleted): head #{} (signed {}) follows head #{}",
+                        link.index, head.timestamp, prev.index
+                    ),
+                );
+            }
+            Some((prev, prev_head, prev_id)) if link.previous != prev_id => report.add(
+                process,
+                head.sequence,
+                FindingKind::HeadChainBreak,
+                format!(
+                    "signed head #{} (signed {}) does not name head #{} (signed {}) as its \
+                     previous: a head was replaced",
+                    link.index, head.timestamp, prev.index, prev_head.timestamp
+                ),
+            ),
+            Some(_) => {}
+        }
+        previous = Some((link, head, id));
+    }
+}
+
+/// One process's log for [`check_seen_heads`].
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessLog<'a> {
+    pub process: &'a str,
+    pub records: &'a [Record],
+    pub heads: &'a [SignedHead],
+}
+
+/// Holds every log against the heads other processes saw of it
+/// (`head_seen` records, [`crate::seen`]). Only logs supplied in `logs`
+/// are checked (each should have passed [`verify_log`] first): a process
+/// whose log is not supplied is not judged. For each log:
+///
+/// - the highest sequence any other process saw must be in the log
+///   ([`FindingKind::TruncatedSeenHead`], or [`FindingKind::EmptyLogSeenHead`]
+///   when the log is empty);
+/// - a seen head within the log must match its record there
+///   ([`FindingKind::SeenHeadMismatch`]);
+/// - a seen head's index must be among the log's own heads, and be the
+///   same head ([`FindingKind::SeenHeadMissing`], [`FindingKind::SeenHeadMismatch`]).
+pub fn check_seen_heads(logs: &[ProcessLog<'_>]) -> Report {
+    let mut report = Report::default();
+    let by_process: HashMap<&str, &ProcessLog<'_>> = logs.iter().map(|l| (l.process, l)).collect();
+    let mut seen_heads = Vec::new();
+    for log in logs {
+        for r in log.records {
+            if let Some(seen) = parse_head_seen(r)
+                && seen.process != log.process
+                && by_process.contains_key(seen.process.as_str())
+            {
+                seen_heads.push(seen);
+            }
+        }
+    }
+    // The highest seen head of each process, for truncation.
+    let mut highest: HashMap<&str, &crate::seen::SeenHead> = HashMap::new();
+    for seen in &seen_heads {
+        let entry = highest.entry(seen.process.as_str()).or_insert(seen);
+        if seen.sequence > entry.sequence {
+            *entry = seen;
+        }
+    }
+    let mut processes: Vec<&str> = highest.keys().copied().collect();
+    processes.sort_unstable();
+    for process in processes {
+        let seen = highest[process];
+        let log = by_process[process];
+        let last = log.records.iter().map(|r| r.sequence).max().unwrap_or(0);
+        if seen.sequence <= last {
+            continue;
+        }
+        let (kind, what) = if log.records.is_empty() {
+            (FindingKind::EmptyLogSeenHead, "the log is empty".to_owned())
+        } else {
+            (
+                FindingKind::TruncatedSeenHead,
+                format!(
+                    "the log ends at {last}: records {}..={} were removed with their heads",
+                    last + 1,
+                    seen.sequence
+                ),
+            )
+        };
+        report.add(
+            process,
+            last + 1,
+            kind,
+            format!(
+                "{} saw a signed head of {process} covering {} records (signed {}; its record \
+                 {}), but {what}",
+                seen.seen_by, seen.sequence, seen.timestamp, seen.record
+            ),
+        );
+    }
+    for seen in &seen_heads {
+        let log = by_process[seen.process.as_str()];
+        let process = seen.process.as_str();
+        let who = format!(
+            "the head {} saw (its record {}, signed {})",
+            seen.seen_by, seen.record, seen.timestamp
+        );
+        let expected = if seen.sequence == 0 {
+            Some(genesis_hash(process))
+        } else {
+            log.records
+                .iter()
+                .find(|r| r.sequence == seen.sequence)
+                .map(|r| r.record_hash)
+        };
+        if let Some(hash) = expected
+            && hash != seen.head_hash
+        {
+            report.add(
+                process,
+                seen.sequence,
+                FindingKind::SeenHeadMismatch,
+                format!(
+                    "{who} does not match record {}: the log was rewritten",
+                    seen.sequence
+                ),
+            );
+            continue;
+        }
+        let Some(link) = seen.link else { continue };
+        let own_last = log
+            .heads
+            .iter()
+            .filter(|h| h.process == process)
+            .filter_map(|h| h.link.map(|l| l.index))
+            .max()
+            .unwrap_or(0);
+        if link.index > own_last {
+            report.add(
+                process,
+                seen.sequence,
+                FindingKind::SeenHeadMissing,
+                format!(
+                    "{who} is head #{}, but the log's own heads end at #{own_last}: \
+                     heads were deleted",
+                    link.index
+                ),
+            );
+            continue;
+        }
+        let seen_id = SignedHead {
+            process: process.to_owned(),
+            sequence: seen.sequence,
+            head_hash: seen.head_hash,
+            timestamp: seen.timestamp.clone(),
+            signature: Vec::new(),
+            certificate_chain: Vec::new(),
+            link: Some(link),
+        }
+        .id();
+        let same_index: Vec<&SignedHead> = log
+            .heads
+            .iter()
+            .filter(|h| h.process == process && h.link.is_some_and(|l| l.index == link.index))
+            .collect();
+        if !same_index.is_empty() && same_index.iter().all(|h| h.id() != seen_id) {
+            report.add(
+                process,
+                seen.sequence,
+                FindingKind::SeenHeadMismatch,
+                format!(
+                    "{who} is head #{}, but the log's head #{} differs: heads were replaced",
+                    link.index, link.index
+                ),
+            );
+        }
+    }
+    report
+}
+
 /// One node's records for [`cross_check`].
 #[derive(Clone, Copy, Debug)]
 pub struct NodeLog<'a> {
@@ -399,7 +694,15 @@ pub struct NodeLog<'a> {
 /// - every `ok` `signature_returned` record of the coordinator needs `ok`
 ///   `share_issued` records with its `session_id` on at least `t` nodes of
 ///   its `quorum`, where `t` is the length of that quorum (the signers).
-///   A node whose log is not supplied backs nothing.
+///   A node whose log is not supplied backs nothing;
+/// - a `sign_session_failed` record of the coordinator that names no
+///   culprits and is not `error:unattributed` must not have `ok`
+///   `share_issued` records on all `t` nodes of its quorum: with every
+///   share issued, a signature could have been made
+///   ([`FindingKind::SharesForFailedSession`]);
+/// - every `sign_session`, `sign_session_failed` and `signature_returned`
+///   record of the coordinator has a key id and a digest
+///   ([`FindingKind::EmptySessionField`]).
 pub fn cross_check(coordinator: &[Record], nodes: &[NodeLog<'_>]) -> Report {
     let mut report = Report {
         records: coordinator.len() as u64
@@ -493,6 +796,66 @@ pub fn cross_check(coordinator: &[Record], nodes: &[NodeLog<'_>]) -> Report {
                     ),
                 );
             }
+        }
+    }
+
+    for r in coordinator {
+        let session_record = [
+            action::SIGN_SESSION,
+            action::SIGN_SESSION_FAILED,
+            action::SIGNATURE_RETURNED,
+        ]
+        .contains(&r.action.as_str());
+        if session_record && (r.key_id.is_empty() || r.digest.is_empty()) {
+            let missing = match (r.key_id.is_empty(), r.digest.is_empty()) {
+                (true, true) => "key id and digest",
+                (true, false) => "key id",
+                _ => "digest",
+            };
+            report.add(
+                COORDINATOR_PROCESS,
+                r.sequence,
+                FindingKind::EmptySessionField,
+                format!(
+                    "{} record of session {:?} has no {missing}",
+                    r.action, r.session_id
+                ),
+            );
+        }
+        if r.action != action::SIGN_SESSION_FAILED
+            || r.is_ok()
+            || !r.culprits.is_empty()
+            || r.outcome == crate::record::outcome::error("unattributed")
+            || r.session_id.is_empty()
+            || r.quorum.is_empty()
+        {
+            continue;
+        }
+        let issued: Vec<u16> = r
+            .quorum
+            .iter()
+            .copied()
+            .filter(|node| {
+                shares
+                    .get(node)
+                    .is_some_and(|s| s.contains(r.session_id.as_str()))
+            })
+            .collect();
+        if issued.len() == r.quorum.len() {
+            report.add(
+                COORDINATOR_PROCESS,
+                r.sequence,
+                FindingKind::SharesForFailedSession,
+                format!(
+                    "session {} of key {:?} is recorded as failed ({}) without culprits, but \
+                     all {} signers {:?} issued their shares: a signature could have been made",
+                    r.session_id,
+                    r.key_id,
+                    r.outcome,
+                    issued.len(),
+                    issued
+                ),
+            );
         }
     }
 

@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::AuditError;
-use crate::head::{HeadSigner, SignedHead, head_signing_bytes};
-use crate::log::{Durability, Head};
+use crate::head::{HeadLink, HeadSigner, SignedHead};
+use crate::log::{Durability, Head, row_to_head};
 use crate::record::{Entry, Hash, Record};
 use crate::timefmt;
 
@@ -345,15 +345,54 @@ impl Writer {
         }
     }
 
+    /// The link of the next head: after the last stored head (read from the
+    /// database each time, so a store reported as failed that did happen
+    /// cannot fork the chain), or [`HeadLink::FIRST`] when there is none or
+    /// the last one is a legacy head.
+    async fn next_link(&mut self) -> Result<HeadLink, String> {
+        let conn = self.connection().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            head_columns!(),
+            " FROM audit_heads ORDER BY id DESC LIMIT 1"
+        ))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| format!("cannot read the last signed audit head: {e}"))?;
+        let Some(row) = row else {
+            return Ok(HeadLink::FIRST);
+        };
+        let (_, last) = row_to_head(&row).map_err(|e| e.to_string())?;
+        Ok(match last.link {
+            Some(link) => link.next(last.id()),
+            None => HeadLink::FIRST,
+        })
+    }
+
     async fn sign_and_store_head(&mut self) -> Result<SignedHead, AuditError> {
+        let link = match self.next_link().await {
+            Ok(link) => link,
+            Err(reason) => {
+                if let Some(conn) = self.conn.as_mut()
+                    && conn.ping().await.is_err()
+                {
+                    self.conn = None;
+                }
+                return Err(AuditError::Unavailable(reason));
+            }
+        };
         let saved_time = self.last_time;
         let timestamp = self.next_time().map_err(AuditError::Unavailable)?;
-        let message = head_signing_bytes(
-            &self.process,
-            self.head.sequence,
-            &self.head.hash,
-            &timestamp,
-        );
+        let mut head = SignedHead {
+            process: self.process.clone(),
+            sequence: self.head.sequence,
+            head_hash: self.head.hash,
+            timestamp,
+            signature: Vec::new(),
+            certificate_chain: Vec::new(),
+            link: Some(link),
+        };
+        let message = head.signing_bytes();
         let signature = match self.signer.sign_head(&message) {
             Ok(s) => s,
             Err(e) => {
@@ -361,14 +400,8 @@ impl Writer {
                 return Err(AuditError::Signing(e.0));
             }
         };
-        let head = SignedHead {
-            process: self.process.clone(),
-            sequence: self.head.sequence,
-            head_hash: self.head.hash,
-            timestamp,
-            signature: signature.signature,
-            certificate_chain: signature.certificate_chain,
-        };
+        head.signature = signature.signature;
+        head.certificate_chain = signature.certificate_chain;
         if let Err(reason) = self.store_head(&head).await {
             self.last_time = saved_time;
             tracing::error!(process = %self.process, error = %reason, "signed audit head not stored");
@@ -387,9 +420,14 @@ impl Writer {
         let chain = serde_json::to_string(&chain).map_err(|e| e.to_string())?;
         let sequence = i64::try_from(head.sequence).map_err(|_| "sequence out of range")?;
         let conn = self.connection().await?;
+        let index = head
+            .link
+            .map(|l| i64::try_from(l.index).map_err(|_| "head index out of range"))
+            .transpose()?;
+        let previous = head.link.map(|l| l.previous.to_vec());
         sqlx::query(
             "INSERT INTO audit_heads (process, sequence, head_hash, timestamp, signature, \
-             certificate_chain) VALUES (?, ?, ?, ?, ?, ?)",
+             certificate_chain, head_index, previous_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&head.process)
         .bind(sequence)
@@ -397,6 +435,8 @@ impl Writer {
         .bind(&head.timestamp)
         .bind(&head.signature)
         .bind(chain)
+        .bind(index)
+        .bind(previous)
         .execute(conn)
         .await
         .map(|_| ())

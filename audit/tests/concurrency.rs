@@ -113,5 +113,5 @@ async fn the_log_shares_the_daemons_database() {
         .fetch_one(&mut daemon)
         .await
         .expect("count");
-    assert_eq!(audit_rows, 2, "both audit migrations, in their own table");
+    assert_eq!(audit_rows, 3, "every audit migration, in their own table");
 }

@@ -223,3 +223,103 @@ async fn a_signature_without_enough_shares_is_named() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn every_share_issued_for_a_session_recorded_as_failed_is_named() {
+    let c = Cluster::new().await;
+    c.sign("ff01", &[1, 2], b"d1").await;
+    // Both signers issued their shares, yet the coordinator says it failed
+    // without blaming anyone: it may hold a signature it never recorded.
+    c.open_session("ff02", &[2, 3], b"d2").await;
+    c.share(2, "ff02", b"d2").await;
+    c.share(3, "ff02", b"d2").await;
+    let failed = |outcome: &str, culprits: Vec<u16>| {
+        Entry::new(CLIENT, action::SIGN_SESSION_FAILED)
+            .key_id("key-1")
+            .request_id("req-ff02")
+            .digest(b"d2".to_vec())
+            .quorum(vec![2, 3])
+            .session_id("ff02")
+            .outcome(outcome)
+            .culprits(culprits)
+    };
+    let suspicious = c
+        .coordinator
+        .append(failed("error:unavailable", vec![]))
+        .await
+        .expect("append");
+    // Failures that explain themselves are not named: a culprit's share
+    // was bad, or the output did not combine with nobody to blame.
+    c.coordinator
+        .append(failed("error:misbehaviour", vec![3]))
+        .await
+        .expect("append");
+    c.coordinator
+        .append(failed("error:unattributed", vec![]))
+        .await
+        .expect("append");
+    // Only one of two shares issued: nothing to say.
+    c.open_session("ff03", &[1, 3], b"d3").await;
+    c.share(1, "ff03", b"d3").await;
+    c.coordinator
+        .append(
+            Entry::new(CLIENT, action::SIGN_SESSION_FAILED)
+                .key_id("key-1")
+                .digest(b"d3".to_vec())
+                .quorum(vec![1, 3])
+                .session_id("ff03")
+                .error("unavailable"),
+        )
+        .await
+        .expect("append");
+    let report = c.check().await;
+    let f = report.first_for(COORDINATOR_PROCESS).expect("finding");
+    assert_eq!(
+        (f.sequence, f.kind),
+        (suspicious.sequence, FindingKind::SharesForFailedSession),
+        "{report}"
+    );
+    assert!(f.reason.contains("ff02"), "{report}");
+    assert_eq!(report.findings.len(), 1, "{report}");
+}
+
+#[tokio::test]
+async fn session_records_without_key_or_digest_are_named() {
+    let c = Cluster::new().await;
+    c.sign("ab01", &[1, 2], b"d1").await;
+    let no_key = c
+        .coordinator
+        .append(
+            Entry::new(CLIENT, action::SIGN_SESSION)
+                .digest(b"d2".to_vec())
+                .quorum(vec![1, 2])
+                .session_id("ab02"),
+        )
+        .await
+        .expect("append");
+    let no_digest = c
+        .coordinator
+        .append(
+            Entry::new(CLIENT, action::SIGNATURE_RETURNED)
+                .key_id("key-1")
+                .quorum(vec![1, 2])
+                .session_id("ab01"),
+        )
+        .await
+        .expect("append");
+    let report = c.check().await;
+    let found: Vec<(u64, FindingKind)> = report
+        .findings_for(COORDINATOR_PROCESS)
+        .map(|f| (f.sequence, f.kind))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (no_key.sequence, FindingKind::EmptySessionField),
+            (no_digest.sequence, FindingKind::EmptySessionField),
+        ],
+        "{report}"
+    );
+    assert!(report.findings[0].reason.contains("no key id"), "{report}");
+    assert!(report.findings[1].reason.contains("no digest"), "{report}");
+}

@@ -154,6 +154,7 @@ async fn heads_are_checked_at_the_time_they_were_signed() {
             ))
             .expect("sign"),
         timestamp,
+        link: None,
         ..head.clone()
     };
     assert!(matches!(

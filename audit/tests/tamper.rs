@@ -313,6 +313,7 @@ async fn a_head_signed_by_another_identity_is_named() {
             .expect("sign"),
         timestamp,
         certificate_chain: node2.chain().iter().map(|c| c.to_vec()).collect(),
+        link: None,
     };
     heads[1] = forged.clone();
     let report = verify_log(PROCESS, &records, &heads, &fx.verifier());

@@ -8,9 +8,11 @@
 //! way ([`verify`]): every chain is recomputed from the raw records with
 //! [`sigil_audit::verify_log`], every signed head is checked against the
 //! cluster CA, and the logs are cross-checked with
-//! [`sigil_audit::cross_check`]. The coordinator relays node logs but
-//! cannot forge them: each node's chain must match that node's own signed
-//! heads.
+//! [`sigil_audit::cross_check`], and every log is held against the heads
+//! other processes recorded seeing of it ([`sigil_audit::check_seen_heads`]:
+//! a tail deleted together with its own heads). The coordinator relays
+//! node logs but cannot forge them: each node's chain must match that
+//! node's own signed heads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use sigil_audit::{
     AuditLog, AuditOptions, COORDINATOR_PROCESS, HeadSignature, HeadSigner, HeadVerifier, NodeLog,
-    Record, SignError, SignedHead, TlsHeadVerifier, cross_check, node_id_of, parse_heads_jsonl,
-    parse_jsonl, verify_log,
+    ProcessLog, Record, SignError, SignedHead, TlsHeadVerifier, check_seen_heads, cross_check,
+    node_id_of, parse_heads_jsonl, parse_jsonl, verify_log,
 };
 use sigil_proto::audit::{head_from_wire, record_from_wire};
 use sigil_proto::v1 as pb;
@@ -136,7 +138,8 @@ impl Verification {
     }
 }
 
-/// Verifies every log of `data` and cross-checks them.
+/// Verifies every log of `data`, cross-checks them, and holds each against
+/// the heads the others saw of it.
 pub fn verify(data: &AuditData, verifier: &dyn HeadVerifier) -> Verification {
     let mut out = Verification {
         processes: data.processes(),
@@ -179,6 +182,18 @@ pub fn verify(data: &AuditData, verifier: &dyn HeadVerifier) -> Verification {
         }),
         None => {}
     }
+    let logs: Vec<ProcessLog<'_>> = out
+        .processes
+        .iter()
+        .map(|process| ProcessLog {
+            process,
+            records: data.records.get(process).unwrap_or(&empty),
+            heads: data.heads.get(process).unwrap_or(&no_heads),
+        })
+        .collect();
+    let report = check_seen_heads(&logs);
+    out.problems
+        .extend(report.findings.iter().map(Problem::from));
     out
 }
 

@@ -17,14 +17,19 @@
 //! | `exclusion_cleared` | an operator cleared a node's exclusion, before it is cleared | yes |
 //! | `recovery_drill` | a node restored from a backup co-signed a drill message with live nodes and the signature verified under the group key (before the drill is reported); outcome `error:<kind>` when a drill failed. Its session has a `sign_session` record like any signing session | yes |
 //! | `cert_reload` | the TLS certificate was reloaded | — |
+//! | `head_seen` | the coordinator fetched a node's latest signed head (for the `Audit` service: `sigil audit heads`, `export`, `verify`) and its signature verified; once per new head (`request_id` = the node's process, `digest` = its head hash, `detail` = its sequence, timestamp, link and signature). Pins the node's log: a tail later deleted together with the node's own heads no longer verifies | — |
 //!
 //! The digest of a signature is SHA-256 of the bytes signed, as the nodes
 //! record it, so [`sigil_audit::cross_check`] can match the logs.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use sigil_audit::{COORDINATOR_PROCESS, Entry, ProcessAudit, action};
+use sigil_audit::{
+    COORDINATOR_PROCESS, Entry, Hash, HeadVerifier, ProcessAudit, SignedHead, TlsHeadVerifier,
+    action, head_seen_entry,
+};
 use sigil_tls::authz::is_public_method;
 use sigil_tls::{PeerInfo, ReloadableTls};
 use tonic::{Code, Status};
@@ -129,6 +134,10 @@ impl SignAudit {
 #[derive(Clone, Debug)]
 pub struct CoordinatorAudit {
     process: ProcessAudit,
+    /// Checks the nodes' heads before they are recorded as seen.
+    verifier: Arc<TlsHeadVerifier>,
+    /// The id of the last head recorded as seen, by process.
+    seen: Arc<Mutex<HashMap<String, Hash>>>,
 }
 
 impl std::ops::Deref for CoordinatorAudit {
@@ -146,6 +155,7 @@ impl CoordinatorAudit {
         config: &CoordinatorConfig,
         tls: Arc<ReloadableTls>,
     ) -> Result<Self, CoordinatorError> {
+        let verifier = Arc::new(TlsHeadVerifier::from_tls(tls.clone()));
         let process = ProcessAudit::open_configured(
             COORDINATOR_PROCESS,
             &config.audit,
@@ -153,7 +163,49 @@ impl CoordinatorAudit {
             tls,
         )
         .await?;
-        Ok(Self { process })
+        Ok(Self {
+            process,
+            verifier,
+            seen: Arc::default(),
+        })
+    }
+
+    /// Records a node's signed `head` as seen (`head_seen`), unless it is
+    /// the head last recorded for that node or its signature does not
+    /// verify. Best effort: the head is answered either way.
+    pub async fn head_seen(&self, head: &SignedHead) {
+        let id = head.id();
+        let known = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&head.process)
+            == Some(&id);
+        if known || head.process == COORDINATOR_PROCESS {
+            return;
+        }
+        if let Err(e) = self.verifier.verify_head(head) {
+            tracing::warn!(
+                process = %head.process,
+                sequence = head.sequence,
+                error = %e,
+                "signed audit head refused; not recorded as seen"
+            );
+            return;
+        }
+        match self
+            .process
+            .append(head_seen_entry(self.me().to_owned(), head))
+            .await
+        {
+            Ok(()) => {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(head.process.clone(), id);
+            }
+            Err(e) => tracing::error!(error = %e, "audit record lost"),
+        }
     }
 
     async fn append(&self, entry: Entry) -> Result<(), CoordinatorError> {

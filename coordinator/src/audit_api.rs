@@ -7,10 +7,17 @@
 //! chain) and auditors check each node's chain against that node's signed
 //! heads, which only the node's certificate key can make. A coordinator
 //! that dropped or altered node records would be caught by verification.
+//!
+//! Each node head fetched here is recorded in the coordinator's own log as
+//! seen (`head_seen`, [`crate::audit::CoordinatorAudit::head_seen`]): a
+//! node's log later truncated together with its own heads then no longer
+//! matches what the coordinator saw.
 
 use futures::StreamExt;
 use sigil_audit::{COORDINATOR_PROCESS, Filter, node_id_of, node_process};
-use sigil_proto::audit::{export_request, filter_from_wire, head_to_wire, record_to_wire};
+use sigil_proto::audit::{
+    export_request, filter_from_wire, head_from_wire, head_to_wire, record_to_wire,
+};
 use sigil_proto::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -195,14 +202,20 @@ impl Coordinator {
                         let mut client = node.client.clone();
                         let mut request = tonic::Request::new(pb::GetAuditHeadsRequest { all });
                         request.set_timeout(self.nodes.timeout());
-                        (
-                            node_process(id),
-                            client
-                                .get_audit_heads(request)
-                                .await
-                                .map(|r| r.into_inner().heads)
-                                .map_err(|s| node_failure(id, &s)),
-                        )
+                        let process = node_process(id);
+                        let heads = client
+                            .get_audit_heads(request)
+                            .await
+                            .map(|r| r.into_inner().heads)
+                            .map_err(|s| node_failure(id, &s));
+                        // The latest head (heads come oldest first) of this node.
+                        if let Some(latest) = heads.as_ref().ok().and_then(|h| h.last())
+                            && let Ok(head) = head_from_wire(latest.clone())
+                            && head.process == process
+                        {
+                            self.audit.head_seen(&head).await;
+                        }
+                        (process, heads)
                     }
                 }
             }

@@ -102,6 +102,8 @@ pub fn head_to_wire(h: &SignedHead) -> pb::SignedHead {
         timestamp: h.timestamp.clone(),
         signature: h.signature.clone(),
         certificate_chain: h.certificate_chain.clone(),
+        head_index: h.link.map(|l| l.index).unwrap_or(0),
+        previous_head: h.link.map(|l| l.previous.to_vec()).unwrap_or_default(),
     }
 }
 
@@ -112,6 +114,21 @@ pub fn head_from_wire(h: pb::SignedHead) -> Result<SignedHead, WireAuditError> {
         sequence: h.sequence,
         reason,
     })?;
+    // Index 0: a legacy head, signed before heads were chained.
+    let link = if h.head_index == 0 {
+        None
+    } else {
+        let previous =
+            hash_from_wire("previous head", &h.previous_head).map_err(|reason| WireAuditError {
+                process: h.process.clone(),
+                sequence: h.sequence,
+                reason,
+            })?;
+        Some(sigil_audit::HeadLink {
+            index: h.head_index,
+            previous,
+        })
+    };
     Ok(SignedHead {
         process: h.process,
         sequence: h.sequence,
@@ -119,6 +136,7 @@ pub fn head_from_wire(h: pb::SignedHead) -> Result<SignedHead, WireAuditError> {
         timestamp: h.timestamp,
         signature: h.signature,
         certificate_chain: h.certificate_chain,
+        link,
     })
 }
 
@@ -299,8 +317,17 @@ mod tests {
             timestamp: "2025-01-31T12:00:00.000Z".into(),
             signature: vec![1],
             certificate_chain: vec![vec![2], vec![3, 4]],
+            link: None,
         };
-        assert_eq!(head_from_wire(head_to_wire(&h)), Ok(h));
+        assert_eq!(head_from_wire(head_to_wire(&h)), Ok(h.clone()));
+        let linked = SignedHead {
+            link: Some(sigil_audit::HeadLink {
+                index: 4,
+                previous: [8; 32],
+            }),
+            ..h
+        };
+        assert_eq!(head_from_wire(head_to_wire(&linked)), Ok(linked));
     }
 
     #[test]
@@ -319,6 +346,7 @@ mod tests {
             timestamp: String::new(),
             signature: vec![],
             certificate_chain: vec![],
+            link: None,
         });
         h.root_hash.push(0);
         assert!(head_from_wire(h).is_err());

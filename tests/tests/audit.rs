@@ -373,7 +373,7 @@ async fn insert_head(conn: &mut SqliteConnection, h: &SignedHead) -> Result<()> 
     let chain: Vec<String> = h.certificate_chain.iter().map(hex::encode).collect();
     sqlx::query(
         "INSERT INTO audit_heads (process, sequence, head_hash, timestamp, signature, \
-         certificate_chain) VALUES (?, ?, ?, ?, ?, ?)",
+         certificate_chain, head_index, previous_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&h.process)
     .bind(h.sequence as i64)
@@ -381,6 +381,8 @@ async fn insert_head(conn: &mut SqliteConnection, h: &SignedHead) -> Result<()> 
     .bind(&h.timestamp)
     .bind(&h.signature)
     .bind(serde_json::to_string(&chain)?)
+    .bind(h.link.map(|l| l.index as i64))
+    .bind(h.link.map(|l| l.previous.to_vec()))
     .execute(conn)
     .await?;
     Ok(())
@@ -627,6 +629,8 @@ async fn a_rogue_coordinator_hiding_a_session_is_caught_by_the_cross_check() -> 
         .clone();
     head.sequence = last.sequence;
     head.head_hash = last.record_hash;
+    // A fresh chain of one head: the coordinator's own key re-signs it all.
+    head.link = Some(sigil_audit::HeadLink::FIRST);
     let signature =
         sigil_audit::HeadSigner::sign_head(&TlsHeadSigner::new(tls), &head.signing_bytes())?;
     head.signature = signature.signature;
@@ -661,6 +665,262 @@ async fn a_rogue_coordinator_hiding_a_session_is_caught_by_the_cross_check() -> 
             result.problems
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Heads: their own chain, and heads seen by another process.
+
+/// Deletes `process`'s records after `keep` and every head covering them,
+/// as an attacker hiding the tail of a log would.
+async fn truncate_with_heads(dir: &Path, process: &str, keep: u64) -> Result<()> {
+    let mut conn = attacker(dir, process).await?;
+    sqlx::query("DELETE FROM audit_records WHERE sequence > ?")
+        .bind(keep as i64)
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("DELETE FROM audit_heads WHERE sequence > ?")
+        .bind(keep as i64)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The highest sequence of `process` the coordinator recorded seeing.
+fn seen_sequence(coordinator: &[Record], process: &str) -> Option<u64> {
+    coordinator
+        .iter()
+        .filter_map(sigil_audit::parse_head_seen)
+        .filter(|s| s.process == process)
+        .map(|s| s.sequence)
+        .max()
+}
+
+/// Fetching the nodes' heads (as `sigil audit verify` does) makes the
+/// coordinator record them in its own log. A node's tail deleted together
+/// with its heads then verifies on its own but not against that record,
+/// and the node is named; so is a node whose log was emptied. Deleting one
+/// of the coordinator's heads is a head sequence gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_with_heads_is_caught_by_heads_the_coordinator_saw() -> Result<()> {
+    // Heads signed often, so that the heads fetched cover the signatures.
+    let tc = TestCluster::start_spec(3, |spec| {
+        spec.node_audit.head_interval = Duration::from_millis(200);
+        spec.coordinator_audit.head_interval = Duration::from_millis(200);
+    })
+    .await?;
+    let key = create_key(&tc, 2).await?;
+    for i in 0..3 {
+        sign(&tc, &key.key_id, &format!("seen-{i}")).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let live = verify_live(&tc).await?;
+    assert!(live.is_ok(), "{:#?}", live.problems);
+    let dir = tc.stop().await;
+    let coordinator = records_of(dir.path(), "coordinator").await?;
+    let result = verify_dir(dir.path(), 3).await?;
+    assert!(result.is_ok(), "{:#?}", result.problems);
+
+    // node-1: the tail and its heads deleted.
+    {
+        let copy = tempfile::tempdir()?;
+        copy_dir(dir.path(), copy.path())?;
+        let seen = seen_sequence(&coordinator, "node-1").context("node-1 head seen")?;
+        ensure!(seen >= 3, "node-1 had {seen} records when seen");
+        let keep = seen - 2;
+        truncate_with_heads(copy.path(), "node-1", keep).await?;
+        let data = load_all(copy.path(), 3).await?;
+        let alone = sigil_audit::verify_log(
+            "node-1",
+            &data.records["node-1"],
+            &data.heads["node-1"],
+            &verifier(copy.path())?,
+        );
+        assert!(alone.is_ok(), "node-1's log verifies on its own: {alone}");
+        let result = verify_dir(copy.path(), 3).await?;
+        assert_eq!(
+            first(&result, "node-1"),
+            (keep + 1, "truncated_seen_head".into()),
+            "{:#?}",
+            result.problems
+        );
+    }
+
+    // node-2: every record and head deleted.
+    {
+        let copy = tempfile::tempdir()?;
+        copy_dir(dir.path(), copy.path())?;
+        truncate_with_heads(copy.path(), "node-2", 0).await?;
+        let result = verify_dir(copy.path(), 3).await?;
+        assert_eq!(
+            first(&result, "node-2"),
+            (1, "empty_log_seen_head".into()),
+            "{:#?}",
+            result.problems
+        );
+    }
+
+    // The coordinator: one of its heads deleted is a gap in the head chain.
+    {
+        let copy = tempfile::tempdir()?;
+        copy_dir(dir.path(), copy.path())?;
+        let heads = heads_of(copy.path(), "coordinator").await?;
+        ensure!(heads.len() >= 3, "{} coordinator heads", heads.len());
+        let mut conn = attacker(copy.path(), "coordinator").await?;
+        sqlx::query("DELETE FROM audit_heads WHERE head_index = ?")
+            .bind(2i64)
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let result = verify_dir(copy.path(), 3).await?;
+        let after_gap = heads
+            .iter()
+            .find(|h| h.link.is_some_and(|l| l.index == 3))
+            .context("head #3")?;
+        assert_eq!(
+            first(&result, "coordinator"),
+            (after_gap.sequence, "head_gap".into()),
+            "{:#?}",
+            result.problems
+        );
+    }
+
+    // The coordinator's tail deleted with its heads: nodes never see the
+    // coordinator's heads, so only the cross-check can tell, through the
+    // nodes' share records of the sessions that disappeared.
+    {
+        let copy = tempfile::tempdir()?;
+        copy_dir(dir.path(), copy.path())?;
+        let last_session = coordinator
+            .iter()
+            .rfind(|r| r.action == action::SIGN_SESSION)
+            .context("a session")?;
+        truncate_with_heads(copy.path(), "coordinator", last_session.sequence - 1).await?;
+        let result = verify_dir(copy.path(), 3).await?;
+        assert!(
+            result.first_for("coordinator").is_none(),
+            "the coordinator's log verifies on its own: {:#?}",
+            result.problems
+        );
+        for node in &last_session.quorum {
+            let process = format!("node-{node}");
+            let seq = share_sequence(
+                &records_of(copy.path(), &process).await?,
+                &last_session.session_id,
+            )?;
+            assert_eq!(
+                first(&result, &process),
+                (seq, "unknown_session".into()),
+                "{:#?}",
+                result.problems
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A compromised coordinator rewrites its own log with `edit`, re-chains
+/// it and re-signs one head over it with its own key: its log verifies on
+/// its own.
+async fn rewrite_coordinator(dir: &Path, edit: impl Fn(&mut Record)) -> Result<Vec<Record>> {
+    let mut records = records_of(dir, "coordinator").await?;
+    let mut previous = sigil_audit::genesis_hash("coordinator");
+    for r in records.iter_mut() {
+        edit(r);
+        r.previous_hash = previous;
+        r.record_hash = r.compute_hash();
+        previous = r.record_hash;
+    }
+    let last = records.last().context("records")?;
+    let pki = sigil_tls::pki::PkiLayout::new(dir.join("pki"));
+    let tls = sigil_tls::ReloadableTls::load(
+        pki.identity_files(&Identity::Coordinator),
+        Default::default(),
+    )?;
+    let mut head = heads_of(dir, "coordinator")
+        .await?
+        .last()
+        .context("heads")?
+        .clone();
+    head.sequence = last.sequence;
+    head.head_hash = last.record_hash;
+    head.link = Some(sigil_audit::HeadLink::FIRST);
+    let signature =
+        sigil_audit::HeadSigner::sign_head(&TlsHeadSigner::new(tls), &head.signing_bytes())?;
+    head.signature = signature.signature;
+    head.certificate_chain = signature.certificate_chain;
+    let mut conn = attacker(dir, "coordinator").await?;
+    sqlx::query("DELETE FROM audit_records")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("DELETE FROM audit_heads")
+        .execute(&mut conn)
+        .await?;
+    for r in &records {
+        insert_record(&mut conn, r).await?;
+    }
+    insert_head(&mut conn, &head).await?;
+    conn.close().await?;
+    Ok(records)
+}
+
+/// A coordinator that records a signed session as failed (without blaming
+/// anyone), or a session without its digest, is named by the cross-check
+/// even though its rewritten log verifies on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_recorded_as_failed_or_without_digest_are_named() -> Result<()> {
+    let fx = fixture().await?;
+
+    // The signature hidden as a failure: every signer issued its share.
+    let dir = fx.copy()?;
+    let session = fx.session.clone();
+    let records = rewrite_coordinator(dir.path(), |r| {
+        if r.action == action::SIGNATURE_RETURNED && r.session_id == session {
+            r.action = action::SIGN_SESSION_FAILED.into();
+            r.outcome = "error:unavailable".into();
+        }
+    })
+    .await?;
+    let failed = records
+        .iter()
+        .find(|r| r.action == action::SIGN_SESSION_FAILED && r.session_id == fx.session)
+        .context("rewritten record")?;
+    let result = verify_dir(dir.path(), 3).await?;
+    assert_eq!(
+        first(&result, "coordinator"),
+        (failed.sequence, "shares_for_failed_session".into()),
+        "{:#?}",
+        result.problems
+    );
+    for node in &fx.signers {
+        assert!(
+            result.first_for(&format!("node-{node}")).is_none(),
+            "{:#?}",
+            result.problems
+        );
+    }
+
+    // A session recorded without its digest.
+    let dir = fx.copy()?;
+    let session = fx.session.clone();
+    let records = rewrite_coordinator(dir.path(), |r| {
+        if r.action == action::SIGN_SESSION && r.session_id == session {
+            r.digest.clear();
+        }
+    })
+    .await?;
+    let opened = records
+        .iter()
+        .find(|r| r.action == action::SIGN_SESSION && r.session_id == fx.session)
+        .context("rewritten record")?;
+    let result = verify_dir(dir.path(), 3).await?;
+    assert_eq!(
+        first(&result, "coordinator"),
+        (opened.sequence, "empty_session_field".into()),
+        "{:#?}",
+        result.problems
+    );
     Ok(())
 }
 
