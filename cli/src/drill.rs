@@ -574,6 +574,7 @@ impl DrillNode {
             },
             epochs: Default::default(),
             backup: None,
+            limits: production.limits.clone(),
         };
         config.validate().map_err(|e| fail("configuration", &e))?;
 

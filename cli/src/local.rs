@@ -368,6 +368,7 @@ impl LocalCluster {
                 },
                 epochs: Default::default(),
                 backup: backup.clone(),
+                limits: Default::default(),
             };
             write_toml(&config_path, &config)?;
             let config = NodeConfig::load(&config_path)?;
@@ -437,6 +438,7 @@ impl LocalCluster {
                 ..Default::default()
             },
             epoch_resume_interval: spec.epoch_resume_interval,
+            limits: Default::default(),
         };
         write_toml(&config_path, &config)?;
         let config = CoordinatorConfig::load(&config_path)?;

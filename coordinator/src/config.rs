@@ -58,6 +58,35 @@ pub struct CoordinatorConfig {
     /// are sent again (also once at start).
     #[serde(default = "default_epoch_resume", with = "humantime_serde")]
     pub epoch_resume_interval: Duration,
+    /// Bounds on what one client can make the coordinator hold.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The default of `limits.max_inflight_sign_per_client`.
+pub const DEFAULT_MAX_INFLIGHT_SIGN_PER_CLIENT: usize = 128;
+
+/// Bounds on client requests (string fields have fixed bounds, see
+/// [`crate::limits`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// `Sign` calls one client identity may have in flight at once; beyond,
+    /// a call is refused with `RESOURCE_EXHAUSTED`.
+    #[serde(default = "default_max_inflight_sign_per_client")]
+    pub max_inflight_sign_per_client: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_inflight_sign_per_client: DEFAULT_MAX_INFLIGHT_SIGN_PER_CLIENT,
+        }
+    }
+}
+
+fn default_max_inflight_sign_per_client() -> usize {
+    DEFAULT_MAX_INFLIGHT_SIGN_PER_CLIENT
 }
 
 fn default_epoch_resume() -> Duration {
@@ -153,6 +182,9 @@ impl CoordinatorConfig {
             if !ids.insert(n.id) {
                 return err(format!("node id {} is configured twice", n.id));
             }
+        }
+        if self.limits.max_inflight_sign_per_client == 0 {
+            return err("limits.max_inflight_sign_per_client must be at least 1".into());
         }
         let mut names = BTreeSet::new();
         for c in &self.clients {

@@ -22,7 +22,8 @@
 //! redistribution, test signatures, commit certificates, resumed switches),
 //! [`drill`] (backups relayed from the nodes, recovery drills with a
 //! restored node),
-//! [`service`] (the client-facing gRPC services),
+//! [`service`] (the client-facing gRPC services), [`limits`] (sign calls
+//! in flight per client, lengths of request fields),
 //! [`audit`] (the coordinator's audit log, fail closed, and the per-request
 //! audit layer), [`audit_api`] (the Audit service, relaying node logs),
 //! [`error`] and [`server`].
@@ -36,6 +37,7 @@ pub mod epochs;
 pub mod error;
 pub mod intents;
 pub mod keygen;
+pub mod limits;
 pub mod nodes;
 pub mod ops;
 pub mod retry;

@@ -92,6 +92,7 @@ impl CoordinatorServer {
                 tls: tls.clone(),
                 policy: config.policy.clone(),
                 policy_cache: Default::default(),
+                sign_inflight: crate::limits::InflightLimiter::sign(&config.limits),
                 faults: Default::default(),
             }),
             config,

@@ -5,7 +5,9 @@
 //! handlers validate input, call the store or the nodes, and map errors
 //! deliberately. Each call is recorded in the audit log by the
 //! [`crate::audit::RequestAuditLayer`]; handlers only name the key and
-//! request it concerns ([`RequestSlot::note`]).
+//! request it concerns ([`RequestSlot::note`]). Every free-text field is
+//! bounded here, before anything stores or logs it ([`crate::limits`]), and
+//! `Sign` calls in flight are bounded per client.
 
 use std::sync::Arc;
 
@@ -20,6 +22,10 @@ use tonic::{Request, Response, Status};
 
 use crate::CoordinatorError;
 use crate::audit::{CoordinatorAudit, RequestSlot, actor_of};
+use crate::limits::{
+    InflightLimiter, MAX_DERIVATION_PATH_LEN, MAX_ENDPOINT_LEN, MAX_FILTER_LEN, MAX_ID_LEN,
+    MAX_LABEL_LEN, MAX_REASON_LEN, check_len,
+};
 use crate::nodes::NodePool;
 use crate::store::{CoordinatorStore, KeyRecord};
 
@@ -33,6 +39,8 @@ pub struct Coordinator {
     pub(crate) tls: Arc<sigil_tls::ReloadableTls>,
     pub(crate) policy: crate::config::PolicyConfig,
     pub(crate) policy_cache: crate::intents::PolicyCache,
+    /// `Sign` calls in flight per client identity.
+    pub(crate) sign_inflight: InflightLimiter,
     /// Test-only crash points (set with the `fault-injection` feature).
     #[allow(dead_code)]
     pub(crate) faults: crate::epochs::CoordinatorFaults,
@@ -65,6 +73,11 @@ fn requester<T>(req: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated identity"))
 }
 
+/// Refuses a key id longer than [`MAX_ID_LEN`].
+fn check_key_id(key_id: &str) -> Result<(), Status> {
+    check_len("key_id", key_id, MAX_ID_LEN)
+}
+
 /// The caller's identity as the audit log records it (SPIFFE URI).
 fn actor<T>(api: &Api, req: &Request<T>) -> String {
     actor_of(req.extensions().get(), api.audit.domain())
@@ -93,6 +106,18 @@ impl Signing for Api {
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
         let requester = requester(&req)?;
+        {
+            let r = req.get_ref();
+            check_key_id(&r.key_id)?;
+            check_len("idempotency_key", &r.idempotency_key, MAX_ID_LEN)?;
+            check_len(
+                "derivation_path",
+                &r.derivation_path,
+                MAX_DERIVATION_PATH_LEN,
+            )?;
+        }
+        // Held until the response is ready (or the call is dropped).
+        let _in_flight = self.sign_inflight.acquire(&requester)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| {
             n.key_id = req.get_ref().key_id.clone();
@@ -110,6 +135,12 @@ impl Signing for Api {
         &self,
         req: Request<pb::GetPublicKeyRequest>,
     ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
+        check_len(
+            "derivation_path",
+            &req.get_ref().derivation_path,
+            MAX_DERIVATION_PATH_LEN,
+        )?;
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let req = req.into_inner();
         Ok(Response::new(
@@ -124,6 +155,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        check_len("label", &req.get_ref().label, MAX_LABEL_LEN)?;
         let actor = actor(self, &req);
         let slot = req.extensions().get::<RequestSlot>().cloned();
         let key = self.0.create_key(&actor, req.into_inner()).await?;
@@ -153,6 +185,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let key = self.key(&req.get_ref().key_id).await?;
         Ok(Response::new(key_info(&key)))
@@ -171,6 +204,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::ListExclusionsRequest>,
     ) -> Result<Response<pb::ListExclusionsResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         let key_id = req.into_inner().key_id;
         let filter = (!key_id.is_empty()).then_some(key_id.as_str());
         let records = self
@@ -197,6 +231,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::RefreshKeyRequest>,
     ) -> Result<Response<pb::RedistributeResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let req = req.into_inner();
@@ -220,6 +255,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::ReshareKeyRequest>,
     ) -> Result<Response<pb::RedistributeResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let req = req.into_inner();
@@ -254,6 +290,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::ListKeyEpochsRequest>,
     ) -> Result<Response<pb::ListKeyEpochsResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         Ok(Response::new(
             self.0.key_epochs(&req.get_ref().key_id).await?,
         ))
@@ -263,6 +300,7 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::ExportBackupsRequest>,
     ) -> Result<Response<pb::ExportBackupsResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         let slot = req.extensions().get::<RequestSlot>().cloned();
         let out = self.0.export_backups(&req.get_ref().key_id).await?;
@@ -287,6 +325,8 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::DrillRequest>,
     ) -> Result<Response<pb::DrillResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
+        check_len("endpoint", &req.get_ref().endpoint, MAX_ENDPOINT_LEN)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| {
             n.key_id = req.get_ref().key_id.clone();
@@ -303,6 +343,8 @@ impl KeyAdmin for Api {
         &self,
         req: Request<pb::ClearExclusionRequest>,
     ) -> Result<Response<pb::ClearExclusionResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
+        check_len("reason", &req.get_ref().reason, MAX_REASON_LEN)?;
         let operator = requester(&req)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| {
@@ -324,6 +366,7 @@ impl Policy for Api {
         &self,
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::GetPolicyResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         RequestSlot::note(&req, |n| n.key_id = req.get_ref().key_id.clone());
         Ok(Response::new(
             self.0.get_policy(&req.get_ref().key_id).await?,
@@ -355,6 +398,7 @@ impl Approvals for Api {
         &self,
         req: Request<pb::ListPendingApprovalsRequest>,
     ) -> Result<Response<pb::ListPendingApprovalsResponse>, Status> {
+        check_key_id(&req.get_ref().key_id)?;
         Ok(Response::new(
             self.0.list_pending(&req.get_ref().key_id).await?,
         ))
@@ -364,6 +408,7 @@ impl Approvals for Api {
         &self,
         req: Request<pb::ApproveRequest>,
     ) -> Result<Response<pb::ApproveResponse>, Status> {
+        check_len("approval_id", &req.get_ref().approval_id, MAX_ID_LEN)?;
         let actor = actor(self, &req);
         RequestSlot::note(&req, |n| n.request_id = req.get_ref().approval_id.clone());
         Ok(Response::new(
@@ -380,6 +425,7 @@ impl Audit for Api {
         &self,
         req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
+        check_query(req.get_ref())?;
         RequestSlot::note(&req, |n| n.detail = audit_query_detail(req.get_ref()));
         Ok(Response::new(self.0.query_records(req.into_inner()).await?))
     }
@@ -388,6 +434,7 @@ impl Audit for Api {
         &self,
         req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
+        check_query(req.get_ref())?;
         RequestSlot::note(&req, |n| n.detail = audit_query_detail(req.get_ref()));
         Ok(Response::new(
             self.0.export_records(req.into_inner()).await?,
@@ -398,8 +445,25 @@ impl Audit for Api {
         &self,
         req: Request<pb::GetSignedHeadsRequest>,
     ) -> Result<Response<pb::GetSignedHeadsResponse>, Status> {
+        check_len("process", &req.get_ref().process, MAX_FILTER_LEN)?;
         Ok(Response::new(self.0.signed_heads(req.into_inner()).await?))
     }
+}
+
+/// Refuses an audit query with an overlong filter.
+fn check_query(req: &pb::QueryRecordsRequest) -> Result<(), Status> {
+    check_key_id(&req.key_id)?;
+    for (field, value) in [
+        ("from_time", &req.from_time),
+        ("to_time", &req.to_time),
+        ("actor", &req.actor),
+        ("action", &req.action),
+        ("outcome", &req.outcome),
+        ("process", &req.process),
+    ] {
+        check_len(field, value, MAX_FILTER_LEN)?;
+    }
+    Ok(())
 }
 
 /// Which log an auditor read, for the `request` record.

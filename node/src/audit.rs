@@ -135,6 +135,7 @@ pub fn refusal_kind(e: &NodeError) -> &'static str {
         NodeError::PolicyDenied { .. } => "policy_denied",
         NodeError::ApprovalRequired { .. } => "approval_required",
         NodeError::Banned { .. } => "banned",
+        NodeError::ResourceExhausted(_) => "resource_exhausted",
         _ => "internal",
     }
 }

@@ -53,6 +53,72 @@ pub struct NodeConfig {
     /// "Backups and recovery drills"). Absent: the node exports no backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
+    /// Bounds on what the coordinator can make the node hold in memory.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The default of `limits.max_open_sessions`.
+pub const DEFAULT_MAX_OPEN_SESSIONS: usize = 1024;
+/// The default of `limits.max_remembered_sessions`: at 5,000 sessions a
+/// second, each remembered for its deadline plus `session_ttl` (about 75 s
+/// by default), 375,000 ids; about 64 MiB at most.
+pub const DEFAULT_MAX_REMEMBERED_SESSIONS: usize = 1 << 20;
+
+/// Bounds on the node's session table. Beyond either, a new session is
+/// refused with `RESOURCE_EXHAUSTED`; nothing live is dropped to make room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Protocol sessions open at once (each holds secret state in memory).
+    #[serde(default = "default_max_open_sessions")]
+    pub max_open_sessions: usize,
+    /// Session ids remembered at once so a finished session cannot be
+    /// restarted (each until its deadline plus `session_ttl`).
+    #[serde(default = "default_max_remembered_sessions")]
+    pub max_remembered_sessions: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_open_sessions: DEFAULT_MAX_OPEN_SESSIONS,
+            max_remembered_sessions: DEFAULT_MAX_REMEMBERED_SESSIONS,
+        }
+    }
+}
+
+fn default_max_open_sessions() -> usize {
+    DEFAULT_MAX_OPEN_SESSIONS
+}
+
+fn default_max_remembered_sessions() -> usize {
+    DEFAULT_MAX_REMEMBERED_SESSIONS
+}
+
+impl LimitsConfig {
+    /// The session table's bounds.
+    pub fn sessions(&self) -> crate::sessions::SessionLimits {
+        crate::sessions::SessionLimits {
+            max_open: self.max_open_sessions,
+            max_remembered: self.max_remembered_sessions,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.max_open_sessions == 0 {
+            return Err(ServerError::Config(
+                "limits.max_open_sessions must be at least 1".into(),
+            ));
+        }
+        if self.max_remembered_sessions < self.max_open_sessions {
+            return Err(ServerError::Config(format!(
+                "limits.max_remembered_sessions ({}) must be at least limits.max_open_sessions ({})",
+                self.max_remembered_sessions, self.max_open_sessions
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The backup recipient.
@@ -234,6 +300,7 @@ impl NodeConfig {
         if let Some(backup) = &self.backup {
             backup.recipient_key()?;
         }
+        self.limits.validate()?;
         if self.policy.max_sessions_per_intent == 0 {
             return Err(ServerError::Config(
                 "policy.max_sessions_per_intent must be at least 1".into(),

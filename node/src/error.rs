@@ -88,6 +88,10 @@ pub enum NodeError {
     InvalidRequest(String),
     #[error("unknown session {0}")]
     UnknownSession(String),
+    /// A bound on what the node holds is reached (open sessions, remembered
+    /// session ids): `RESOURCE_EXHAUSTED`, retry later.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     #[error("session {0} expired")]
     SessionExpired(String),
     #[error("key {0} already exists on this node")]
@@ -184,6 +188,7 @@ fn status_of(e: NodeError) -> Status {
     {
         match e {
             NodeError::InvalidRequest(m) => Status::invalid_argument(m),
+            NodeError::ResourceExhausted(m) => Status::resource_exhausted(m),
             NodeError::Protocol(p) => protocol_status(&p),
             NodeError::UnknownSession(s) => {
                 Status::not_found(format!("unknown or finished session {s}"))

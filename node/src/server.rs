@@ -126,7 +126,10 @@ impl NodeServer {
             .map_err(ServerError::Policy)?,
         );
         let (events, _) = broadcast::channel(256);
-        let sessions = Arc::new(Sessions::new(config.session_ttl));
+        let sessions = Arc::new(Sessions::with_limits(
+            config.session_ttl,
+            config.limits.sessions(),
+        ));
         let bans = crate::bans::Bans::new(ban_store, audit.clone(), sessions.clone());
         let backup_recipient = config
             .backup

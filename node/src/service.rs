@@ -139,6 +139,8 @@ impl NodeService {
         mut audit: SessionAudit,
     ) -> Result<pb::StepResponse, NodeError> {
         let session_id = SessionId::from_slice(&req.session_id)?;
+        // A full session table refuses before any work or intent use.
+        self.sessions.ensure_room()?;
         let me = self.me()?;
         let participants = verify_participants(&self.tls, me, &req.participants)?;
         audit.quorum = participants.ids.iter().map(|p| p.get()).collect();

@@ -7,6 +7,12 @@
 //! finds nothing and is refused; a failed step drops the session (and
 //! zeroizes its secrets). Session ids are remembered after they end, so a
 //! coordinator cannot restart a finished session under the same id.
+//!
+//! Both maps are bounded ([`SessionLimits`]): beyond `max_open` live
+//! sessions, or `max_remembered` remembered ids that cannot be forgotten
+//! yet, a new session is refused (`RESOURCE_EXHAUSTED`). Nothing live is
+//! dropped and no id is forgotten early to make room: forgetting one would
+//! let a finished session be restarted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -107,28 +113,70 @@ struct Table {
     live: HashMap<SessionId, Session>,
     /// Every session id seen recently, live or not, with when it may be forgotten.
     seen: HashMap<SessionId, Instant>,
+    /// The earliest time an id in `seen` may be forgotten (`None`: `seen`
+    /// is empty), so a full table is not scanned on every refused insert.
+    next_forget: Option<Instant>,
+}
+
+impl Table {
+    /// Forgets ids whose time has come; notes when the next one's will.
+    fn prune_seen(&mut self, now: Instant) {
+        self.seen.retain(|_, forget_at| *forget_at > now);
+        self.next_forget = self.seen.values().min().copied();
+    }
+}
+
+/// How many sessions a node holds at once (`[limits]` in the node configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Live sessions (their secret state in memory).
+    pub max_open: usize,
+    /// Session ids remembered after their session started (live or
+    /// ended), until they may be forgotten (deadline plus the session TTL).
+    pub max_remembered: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_open: crate::config::DEFAULT_MAX_OPEN_SESSIONS,
+            max_remembered: crate::config::DEFAULT_MAX_REMEMBERED_SESSIONS,
+        }
+    }
 }
 
 /// The node's session table.
 pub struct Sessions {
     table: Mutex<Table>,
     ttl: Duration,
+    limits: SessionLimits,
 }
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
             .field("ttl", &self.ttl)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Sessions {
+    /// A table with the default [`SessionLimits`].
     pub fn new(ttl: Duration) -> Self {
+        Self::with_limits(ttl, SessionLimits::default())
+    }
+
+    pub fn with_limits(ttl: Duration, limits: SessionLimits) -> Self {
         Self {
             table: Mutex::new(Table::default()),
             ttl,
+            limits,
         }
+    }
+
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
     }
 
     pub fn ttl(&self) -> Duration {
@@ -141,7 +189,9 @@ impl Sessions {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new session; refuses an id seen before.
+    /// Registers a new session; refuses an id seen before, and refuses
+    /// (`ResourceExhausted`) when the table is full. A refused session is
+    /// dropped, with its secrets, by the caller.
     pub fn insert_new(&self, id: SessionId, session: Session) -> Result<(), NodeError> {
         let mut t = self.lock();
         if t.seen.contains_key(&id) {
@@ -149,8 +199,43 @@ impl Sessions {
                 "session {id} was already used"
             )));
         }
-        t.seen.insert(id, session.expires + self.ttl);
+        self.room(&mut t, Instant::now())?;
+        let forget_at = session.expires + self.ttl;
+        t.seen.insert(id, forget_at);
+        t.next_forget = Some(t.next_forget.map_or(forget_at, |at| at.min(forget_at)));
         t.live.insert(id, session);
+        Ok(())
+    }
+
+    /// Refuses (`ResourceExhausted`) when a new session would not fit, so a
+    /// node does no work for a session it cannot hold; [`Self::insert_new`]
+    /// checks again.
+    pub fn ensure_room(&self) -> Result<(), NodeError> {
+        self.room(&mut self.lock(), Instant::now())
+    }
+
+    fn room(&self, t: &mut Table, now: Instant) -> Result<(), NodeError> {
+        // Expired sessions count until the sweeper drops them (with their
+        // audit records), within a second.
+        if t.live.len() >= self.limits.max_open {
+            return Err(NodeError::ResourceExhausted(format!(
+                "this node holds {} open protocol sessions, its maximum \
+                 (limits.max_open_sessions); retry when some have finished",
+                self.limits.max_open
+            )));
+        }
+        if t.seen.len() >= self.limits.max_remembered {
+            if t.next_forget.is_some_and(|at| at <= now) {
+                t.prune_seen(now);
+            }
+            if t.seen.len() >= self.limits.max_remembered {
+                return Err(NodeError::ResourceExhausted(format!(
+                    "this node remembers {} recent session ids, its maximum \
+                     (limits.max_remembered_sessions); retry later",
+                    self.limits.max_remembered
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -214,7 +299,9 @@ impl Sessions {
                 .filter(|(_, s)| s.expires <= now)
                 .map(|(id, _)| *id)
                 .collect();
-            t.seen.retain(|_, forget_at| *forget_at > now);
+            if t.next_forget.is_some_and(|at| at <= now) {
+                t.prune_seen(now);
+            }
             ids.iter().filter_map(|id| t.live.remove(id)).collect()
         };
         // The sessions (nonces, DKG secrets) are dropped here, outside the lock.
@@ -233,5 +320,176 @@ impl Sessions {
 
     pub fn live(&self) -> usize {
         self.lock().live.len()
+    }
+
+    /// Session ids remembered (live or ended, not yet forgotten).
+    pub fn remembered(&self) -> usize {
+        self.lock().seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use sigil_protocol::envelope::{
+        ContextKind, EncryptionKeypair, IdentitySigner, PeerVerifier, SessionContext,
+    };
+    use sigil_protocol::{NodeId, Scheme};
+
+    use super::*;
+
+    struct Signer(NodeId);
+    impl IdentitySigner for Signer {
+        fn node_id(&self) -> NodeId {
+            self.0
+        }
+        fn sign(&self, _bytes: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+    }
+
+    struct Nobody;
+    impl PeerVerifier for Nobody {
+        fn verify(&self, _node: NodeId, _bytes: &[u8], _signature: &[u8]) -> bool {
+            false
+        }
+    }
+
+    fn n(id: u16) -> NodeId {
+        NodeId::new(id).expect("node id")
+    }
+
+    fn id(i: u32) -> SessionId {
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        SessionId::from_bytes(bytes)
+    }
+
+    /// A FROST DKG session (never stepped) expiring at `expires`.
+    fn session(expires: Instant) -> Session {
+        let rng = &mut rand::rngs::OsRng;
+        let participants = [n(1), n(2)];
+        let scheme = Scheme::FrostEd25519;
+        let dkg = sigil_protocol::engine::new_dkg(scheme, id(0), n(1), &participants, 2, rng)
+            .expect("dkg");
+        let secure = SecureSession::new(
+            dkg,
+            SessionContext::new(ContextKind::Dkg, scheme, "k", 0, &participants),
+            Arc::new(Signer(n(1))),
+            Arc::new(Nobody),
+            EncryptionKeypair::generate(rng),
+            BTreeMap::new(),
+            rng,
+        );
+        Session {
+            kind: SessionKind::Dkg {
+                key_id: "k".into(),
+                scheme,
+                threshold: 2,
+                participants: vec![1, 2],
+                secure,
+            },
+            expires,
+            audit: crate::audit::SessionAudit::default(),
+            inline_steps: true,
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn exhausted(e: NodeError, limit: &str) {
+        let status = tonic::Status::from(e);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains(limit), "{status:?}");
+    }
+
+    #[test]
+    fn open_sessions_are_bounded_and_live_ones_are_kept() {
+        let sessions = Sessions::with_limits(
+            Duration::from_secs(60),
+            SessionLimits {
+                max_open: 3,
+                max_remembered: 100,
+            },
+        );
+        for i in 1..=3 {
+            sessions.insert_new(id(i), session(later())).expect("room");
+        }
+        let err = sessions
+            .insert_new(id(4), session(later()))
+            .expect_err("full");
+        exhausted(err, "limits.max_open_sessions");
+        exhausted(
+            sessions.ensure_room().expect_err("full"),
+            "limits.max_open_sessions",
+        );
+        // Nothing live was dropped to make room, and the refused id is not used up.
+        assert_eq!(sessions.live(), 3);
+        for i in 1..=3 {
+            let s = sessions.take(&id(i)).expect("still live");
+            sessions.put_back(id(i), s);
+        }
+        assert_eq!(sessions.remembered(), 3);
+        // A finished session makes room.
+        assert!(sessions.abort(&id(2)));
+        sessions
+            .insert_new(id(4), session(later()))
+            .expect("room again");
+        assert_eq!(sessions.live(), 3);
+    }
+
+    #[test]
+    fn remembered_ids_are_bounded_and_forgotten_ones_make_room() {
+        let sessions = Sessions::with_limits(
+            Duration::ZERO,
+            SessionLimits {
+                max_open: 100,
+                max_remembered: 4,
+            },
+        );
+        // A flood of sessions opened and ended at once: each id must be
+        // remembered until its deadline, so the table fills up and refuses.
+        for i in 1..=4 {
+            sessions.insert_new(id(i), session(later())).expect("room");
+            sessions.abort(&id(i));
+        }
+        for i in 5..200 {
+            let err = sessions
+                .insert_new(id(i), session(later()))
+                .expect_err("full");
+            exhausted(err, "limits.max_remembered_sessions");
+        }
+        assert_eq!(sessions.remembered(), 4);
+        assert_eq!(sessions.live(), 0);
+        exhausted(
+            sessions.ensure_room().expect_err("full"),
+            "limits.max_remembered_sessions",
+        );
+        // An id is never forgotten early: a used one is still refused as used.
+        let reused = sessions.insert_new(id(1), session(later()));
+        assert!(
+            matches!(reused, Err(NodeError::InvalidRequest(_))),
+            "{reused:?}"
+        );
+
+        // Ids whose time has come are forgotten on insert.
+        let sessions = Sessions::with_limits(
+            Duration::ZERO,
+            SessionLimits {
+                max_open: 100,
+                max_remembered: 4,
+            },
+        );
+        for i in 1..200 {
+            sessions
+                .insert_new(id(i), session(Instant::now()))
+                .expect("expired ids make room");
+            sessions.abort(&id(i));
+            assert!(sessions.remembered() <= 4);
+        }
     }
 }

@@ -62,6 +62,24 @@ pub enum RelayError {
     /// under its own key in this session's context.
     #[error("{node} returned a message to {to:?} whose sender signature does not verify")]
     BadSignature { node: NodeId, to: Recipient },
+    /// A node returned more messages for one round than it has destinations
+    /// (one broadcast, one to the coordinator, one to each other participant).
+    #[error("{node} returned {count} messages for one round; at most {max} are possible")]
+    TooManyMessages {
+        node: NodeId,
+        count: usize,
+        max: usize,
+    },
+    /// A node returned a message whose payload is larger than the relay's bound.
+    #[error(
+        "{node} returned a message to {to:?} with a payload of {size} bytes; at most {max} bytes are relayed"
+    )]
+    PayloadTooLarge {
+        node: NodeId,
+        to: Recipient,
+        size: usize,
+        max: usize,
+    },
     /// Deliveries were requested before every participant's output was collected.
     #[error("output of {missing:?} not collected yet")]
     Missing { missing: Vec<NodeId> },
@@ -80,7 +98,9 @@ impl RelayError {
             | Self::WrongRound { node, .. }
             | Self::BadRecipient { node, .. }
             | Self::DuplicateMessage { node, .. }
-            | Self::BadSignature { node, .. } => vec![*node],
+            | Self::BadSignature { node, .. }
+            | Self::TooManyMessages { node, .. }
+            | Self::PayloadTooLarge { node, .. } => vec![*node],
         }
     }
 }
@@ -98,11 +118,18 @@ pub struct Deliveries {
     pub to_coordinator: Vec<SignedMessage>,
 }
 
+/// The largest payload of one message the relay accepts by default (1 MiB).
+/// The largest honest payloads, DKLs23 DKG and reshare rounds, are about
+/// 140 KB; the bound only keeps a node from making the coordinator buffer
+/// and forward without limit.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
 /// Collects one round's output from every participant and routes it.
 pub struct RoundRelay {
     session: SessionId,
     participants: BTreeSet<NodeId>,
     round: Option<u16>,
+    max_payload: usize,
     collected: BTreeMap<NodeId, Vec<SignedMessage>>,
     senders: Option<(SessionContext, Arc<dyn PeerVerifier>)>,
 }
@@ -134,6 +161,7 @@ impl RoundRelay {
             session,
             participants: set,
             round: None,
+            max_payload: MAX_PAYLOAD_BYTES,
             collected: BTreeMap::new(),
             senders: None,
         })
@@ -145,6 +173,18 @@ impl RoundRelay {
     pub fn verifying(mut self, context: SessionContext, verifier: Arc<dyn PeerVerifier>) -> Self {
         self.senders = Some((context, verifier));
         self
+    }
+
+    /// Refuses payloads larger than `bytes` (default [`MAX_PAYLOAD_BYTES`]).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The most messages one node may return for a round: one broadcast,
+    /// one to the coordinator and one to each other participant.
+    pub fn max_messages(&self) -> usize {
+        self.participants.len() + 1
     }
 
     /// Records what `from` returned for `round`, after validating every message.
@@ -168,9 +208,27 @@ impl RoundRelay {
                 got: round,
             });
         }
+        // Counted before anything is verified: a node cannot make the relay
+        // check (or hold) more than one message per destination.
+        let max = self.max_messages();
+        if messages.len() > max {
+            return Err(RelayError::TooManyMessages {
+                node: from,
+                count: messages.len(),
+                max,
+            });
+        }
         let mut destinations = BTreeSet::new();
         for signed in &messages {
             let m = &signed.message;
+            if m.payload.len() > self.max_payload {
+                return Err(RelayError::PayloadTooLarge {
+                    node: from,
+                    to: m.to,
+                    size: m.payload.len(),
+                    max: self.max_payload,
+                });
+            }
             if m.from != from {
                 return Err(RelayError::ForeignSender {
                     node: from,
@@ -254,5 +312,104 @@ impl RoundRelay {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn n(id: u16) -> NodeId {
+        NodeId::new(id).expect("node id")
+    }
+
+    fn message(session: SessionId, from: u16, to: Recipient, payload: usize) -> SignedMessage {
+        SignedMessage {
+            message: Message {
+                session,
+                round: 1,
+                from: n(from),
+                to,
+                payload: vec![0; payload],
+            },
+            signature: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn refuses_more_messages_than_destinations() {
+        let sid = SessionId::from_bytes([7; 16]);
+        let parties = [n(1), n(2), n(3)];
+        let mut relay = RoundRelay::new(sid, &parties).expect("relay");
+        assert_eq!(relay.max_messages(), 4);
+        // Every destination once: accepted.
+        let full = vec![
+            message(sid, 1, Recipient::Broadcast, 1),
+            message(sid, 1, Recipient::Coordinator, 1),
+            message(sid, 1, Recipient::Node(n(2)), 1),
+            message(sid, 1, Recipient::Node(n(3)), 1),
+        ];
+        relay
+            .collect(n(1), 1, full.clone())
+            .expect("within the bound");
+        // One more: refused before any message is looked at, naming the node.
+        let mut flood = full;
+        flood.extend((0..1000).map(|_| message(sid, 2, Recipient::Broadcast, 1)));
+        let err = relay.collect(n(2), 1, flood).expect_err("too many");
+        assert_eq!(
+            err,
+            RelayError::TooManyMessages {
+                node: n(2),
+                count: 1004,
+                max: 4
+            }
+        );
+        assert_eq!(err.culprits(), vec![n(2)]);
+        assert!(err.to_string().contains("at most 4"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_oversized_payload() {
+        let sid = SessionId::from_bytes([8; 16]);
+        let parties = [n(1), n(2)];
+        let mut relay = RoundRelay::new(sid, &parties).expect("relay");
+        relay
+            .collect(
+                n(1),
+                1,
+                vec![message(sid, 1, Recipient::Broadcast, MAX_PAYLOAD_BYTES)],
+            )
+            .expect("at the bound");
+        let err = relay
+            .collect(
+                n(2),
+                1,
+                vec![message(
+                    sid,
+                    2,
+                    Recipient::Node(n(1)),
+                    MAX_PAYLOAD_BYTES + 1,
+                )],
+            )
+            .expect_err("too large");
+        assert_eq!(
+            err,
+            RelayError::PayloadTooLarge {
+                node: n(2),
+                to: Recipient::Node(n(1)),
+                size: MAX_PAYLOAD_BYTES + 1,
+                max: MAX_PAYLOAD_BYTES
+            }
+        );
+        assert_eq!(err.culprits(), vec![n(2)]);
+
+        let mut small = RoundRelay::new(sid, &parties)
+            .expect("relay")
+            .max_payload(8);
+        assert!(matches!(
+            small.collect(n(1), 1, vec![message(sid, 1, Recipient::Broadcast, 9)]),
+            Err(RelayError::PayloadTooLarge { max: 8, .. })
+        ));
     }
 }

@@ -1,7 +1,9 @@
 //! Accepting mutually authenticated connections for a tonic server.
 //!
 //! [`incoming`] runs the accept loop: TCP accept, TLS handshake under a
-//! deadline with the newest [`ReloadableTls`] server configuration, then
+//! deadline with the newest [`ReloadableTls`] server configuration, at most
+//! [`AcceptOptions::max_pending_handshakes`] at once (beyond, new
+//! connections wait in the listen backlog until one finishes), then
 //! hands [`TlsConn`]s to `tonic::transport::Server::serve_with_incoming*`.
 //! The peer's identity rides along as the connection's [`PeerInfo`], which
 //! tonic puts in every request's extensions. Refused handshakes are logged
@@ -18,7 +20,7 @@ use std::time::Duration;
 use rustls::CertificateError;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{Identity, ReloadableTls};
@@ -155,14 +157,26 @@ impl AsyncWrite for TlsConn {
 pub struct AcceptOptions {
     /// A client that has not completed the handshake by then is dropped.
     pub handshake_timeout: Duration,
+    /// Handshakes in progress at once. Beyond, the loop stops accepting
+    /// (new connections wait in the kernel's listen backlog) until one
+    /// finishes or times out, so clients that connect and stay silent hold
+    /// at most this many tasks and sockets, each for at most
+    /// `handshake_timeout`.
+    pub max_pending_handshakes: usize,
     /// Where to publish connection events (optional).
     pub events: Option<broadcast::Sender<ConnectionEvent>>,
 }
 
+/// The default of [`AcceptOptions::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`AcceptOptions::max_pending_handshakes`].
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
+
 impl Default for AcceptOptions {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             events: None,
         }
     }
@@ -188,7 +202,17 @@ async fn accept_loop(
     opts: AcceptOptions,
     tx: mpsc::Sender<Result<TlsConn, io::Error>>,
 ) {
+    let pending = Arc::new(Semaphore::new(opts.max_pending_handshakes.max(1)));
     loop {
+        // A slot first: with every slot taken, nothing more is accepted.
+        let permit = tokio::select! {
+            _ = tx.closed() => return,
+            p = pending.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                // The semaphore is never closed.
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = tx.closed() => return,
             a = listener.accept() => a,
@@ -232,6 +256,8 @@ async fn accept_loop(
                         })
                     }
                 };
+            // The handshake is over: its slot goes to the next connection.
+            drop(permit);
             match result {
                 Ok(conn) => {
                     tracing::debug!(peer = %peer, identity = %conn.info.identity, "connection accepted");
