@@ -78,15 +78,14 @@ impl std::fmt::Debug for Kek {
     }
 }
 
-/// HKDF-SHA256-Expand (RFC 5869) of one 32-byte block: HMAC(prk, info ‖ 0x01).
-/// The KEK is a uniformly random key, so it serves as the PRK without an
-/// extract step (RFC 5869, section 3.3).
+/// HKDF-SHA256-Expand (RFC 5869) of 32 bytes under `info`. The KEK is a
+/// uniformly random key, so it serves as the PRK without an extract step
+/// (RFC 5869, section 3.3).
 fn hkdf_expand_32(prk: &[u8; 32], info: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(prk).expect("HMAC takes any key length");
-    mac.update(info);
-    mac.update(&[1]);
     let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&mac.finalize().into_bytes());
+    hkdf::Hkdf::<Sha256>::from_prk(prk)
+        .and_then(|h| h.expand(info, out.as_mut()).map_err(|_| hkdf::InvalidPrkLength))
+        .expect("a 32-byte PRK and a 32-byte output are within HKDF-SHA256's bounds");
     out
 }
 

@@ -604,50 +604,11 @@ async fn tampering_in_sqlite_is_named_by_process_and_sequence() -> Result<()> {
 async fn a_rogue_coordinator_hiding_a_session_is_caught_by_the_cross_check() -> Result<()> {
     let fx = fixture().await?;
     let dir = fx.copy()?;
-    let records = records_of(dir.path(), "coordinator").await?;
-    let mut kept: Vec<Record> = records
-        .into_iter()
-        .filter(|r| r.session_id != fx.session)
-        .collect();
-    let mut previous = sigil_audit::genesis_hash("coordinator");
-    for (i, r) in kept.iter_mut().enumerate() {
-        r.sequence = i as u64 + 1;
-        r.previous_hash = previous;
-        r.record_hash = r.compute_hash();
-        previous = r.record_hash;
-    }
-    let last = kept.last().context("records")?;
-    let pki = sigil_tls::pki::PkiLayout::new(dir.path().join("pki"));
-    let tls = sigil_tls::ReloadableTls::load(
-        pki.identity_files(&Identity::Coordinator),
-        Default::default(),
-    )?;
-    let mut head = heads_of(dir.path(), "coordinator")
-        .await?
-        .last()
-        .context("heads")?
-        .clone();
-    head.sequence = last.sequence;
-    head.head_hash = last.record_hash;
-    // A fresh chain of one head: the coordinator's own key re-signs it all.
-    head.link = Some(sigil_audit::HeadLink::FIRST);
-    let signature =
-        sigil_audit::HeadSigner::sign_head(&TlsHeadSigner::new(tls), &head.signing_bytes())?;
-    head.signature = signature.signature;
-    head.certificate_chain = signature.certificate_chain;
-
-    let mut conn = attacker(dir.path(), "coordinator").await?;
-    sqlx::query("DELETE FROM audit_records")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("DELETE FROM audit_heads")
-        .execute(&mut conn)
-        .await?;
-    for r in &kept {
-        insert_record(&mut conn, r).await?;
-    }
-    insert_head(&mut conn, &head).await?;
-    conn.close().await?;
+    let session = fx.session.clone();
+    rewrite_coordinator(dir.path(), |records| {
+        records.retain(|r| r.session_id != session)
+    })
+    .await?;
 
     let result = verify_dir(dir.path(), 3).await?;
     assert!(
@@ -820,14 +781,18 @@ async fn truncation_with_heads_is_caught_by_heads_the_coordinator_saw() -> Resul
     Ok(())
 }
 
-/// A compromised coordinator rewrites its own log with `edit`, re-chains
-/// it and re-signs one head over it with its own key: its log verifies on
-/// its own.
-async fn rewrite_coordinator(dir: &Path, edit: impl Fn(&mut Record)) -> Result<Vec<Record>> {
+/// A compromised coordinator rewrites its own log with `edit` (records
+/// changed, dropped), re-numbers and re-chains it and re-signs one head
+/// over it with its own key: its log verifies on its own.
+async fn rewrite_coordinator(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<Record>),
+) -> Result<Vec<Record>> {
     let mut records = records_of(dir, "coordinator").await?;
+    edit(&mut records);
     let mut previous = sigil_audit::genesis_hash("coordinator");
-    for r in records.iter_mut() {
-        edit(r);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.sequence = i as u64 + 1;
         r.previous_hash = previous;
         r.record_hash = r.compute_hash();
         previous = r.record_hash;
@@ -875,10 +840,12 @@ async fn sessions_recorded_as_failed_or_without_digest_are_named() -> Result<()>
     // The signature hidden as a failure: every signer issued its share.
     let dir = fx.copy()?;
     let session = fx.session.clone();
-    let records = rewrite_coordinator(dir.path(), |r| {
-        if r.action == action::SIGNATURE_RETURNED && r.session_id == session {
-            r.action = action::SIGN_SESSION_FAILED.into();
-            r.outcome = "error:unavailable".into();
+    let records = rewrite_coordinator(dir.path(), |records| {
+        for r in records {
+            if r.action == action::SIGNATURE_RETURNED && r.session_id == session {
+                r.action = action::SIGN_SESSION_FAILED.into();
+                r.outcome = "error:unavailable".into();
+            }
         }
     })
     .await?;
@@ -904,9 +871,11 @@ async fn sessions_recorded_as_failed_or_without_digest_are_named() -> Result<()>
     // A session recorded without its digest.
     let dir = fx.copy()?;
     let session = fx.session.clone();
-    let records = rewrite_coordinator(dir.path(), |r| {
-        if r.action == action::SIGN_SESSION && r.session_id == session {
-            r.digest.clear();
+    let records = rewrite_coordinator(dir.path(), |records| {
+        for r in records {
+            if r.action == action::SIGN_SESSION && r.session_id == session {
+                r.digest.clear();
+            }
         }
     })
     .await?;
