@@ -174,11 +174,27 @@ impl CoordinatorServer {
             ))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(SigningServer::new(Api(self.state.clone())))
-            .add_service(KeyAdminServer::new(Api(self.state.clone())))
-            .add_service(AuditServer::new(Api(self.state.clone())))
-            .add_service(PolicyServer::new(Api(self.state.clone())))
-            .add_service(ApprovalsServer::new(Api(self.state.clone())))
+            // Client requests: the bound stated in `limits`, not a default.
+            .add_service(
+                SigningServer::new(Api(self.state.clone()))
+                    .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                KeyAdminServer::new(Api(self.state.clone()))
+                    .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                AuditServer::new(Api(self.state.clone()))
+                    .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                PolicyServer::new(Api(self.state.clone()))
+                    .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                ApprovalsServer::new(Api(self.state.clone()))
+                    .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+            )
             .serve_with_incoming_shutdown(incoming(listener, self.tls.clone(), opts), shutdown)
             .await;
         watcher.abort();
