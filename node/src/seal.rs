@@ -84,7 +84,10 @@ impl std::fmt::Debug for Kek {
 fn hkdf_expand_32(prk: &[u8; 32], info: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut out = Zeroizing::new([0u8; 32]);
     hkdf::Hkdf::<Sha256>::from_prk(prk)
-        .and_then(|h| h.expand(info, out.as_mut()).map_err(|_| hkdf::InvalidPrkLength))
+        .and_then(|h| {
+            h.expand(info, out.as_mut())
+                .map_err(|_| hkdf::InvalidPrkLength)
+        })
         .expect("a 32-byte PRK and a 32-byte output are within HKDF-SHA256's bounds");
     out
 }
